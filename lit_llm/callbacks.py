@@ -1,0 +1,77 @@
+"""Callbacks: throughput/MFU logging with an end-of-run cost summary, and text samples at validation."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_llm.generate import generate
+from lit_llm.hardware import detect_accelerator
+
+
+class Throughput(L.Callback):
+    """Logs ``train/tokens_per_sec`` (all devices together) and ``train/mfu`` where the chip's peak is known.
+
+    The rate is measured over the last ``log_every_n_steps`` optimizer steps, wall clock between step
+    ends, so it is what the run really achieved, data loading and hooks included.
+    """
+
+    def __init__(self) -> None:
+        self.step_ends: deque[tuple[float, int]] = deque()  # (time, tokens so far) at recent optimizer steps
+        self.last_step = -1
+        self.run_start = 0.0
+        self.run_tokens = 0
+        self.accelerator = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.accelerator = detect_accelerator(pl_module.device)
+        self.run_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self.run_tokens += (batch.size(1) - 1) * batch.size(0) * trainer.world_size
+        if trainer.global_step == self.last_step:  # still accumulating gradients
+            return
+        self.last_step = trainer.global_step
+        self.step_ends.append((time.perf_counter(), self.run_tokens))
+        if len(self.step_ends) > trainer.log_every_n_steps + 1:
+            self.step_ends.popleft()
+        if len(self.step_ends) < 2:  # the first step includes start-up and compilation: never timed
+            return
+        (t0, tokens0), (t1, tokens1) = self.step_ends[0], self.step_ends[-1]
+        tokens_per_sec = (tokens1 - tokens0) / (t1 - t0)
+        pl_module.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
+        if self.accelerator is not None:
+            flops = pl_module.config.flops_per_token(batch.size(1) - 1) * tokens_per_sec
+            pl_module.log("train/mfu", flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size), on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lit_llm.plan import run_cost_summary
+
+        seconds = time.perf_counter() - self.run_start
+        seq_len = trainer.datamodule.seq_len or pl_module.config.block_size
+        rank_zero_info(
+            run_cost_summary(pl_module.config, self.run_tokens, seconds, trainer.world_size, seq_len, self.accelerator)
+        )
+
+
+class TextSampler(L.Callback):
+    """Continues a fixed prompt at every validation and logs the text to TensorBoard."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.sample_tokens <= 0 or trainer.sanity_checking:
+            return
+        tokenizer = pl_module.tokenizer
+        prompt = torch.tensor([tokenizer.encode(pl_module.sample_prompt) or [tokenizer.eot_id]], device=pl_module.device)
+        generator = torch.Generator(device=pl_module.device).manual_seed(1234)
+        was_training = pl_module.model.training
+        pl_module.model.eval()
+        new = generate(pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator)
+        pl_module.model.train(was_training)
+        text = pl_module.sample_prompt + tokenizer.decode(new[0].tolist())
+        if trainer.is_global_zero and trainer.logger is not None and hasattr(trainer.logger.experiment, "add_text"):
+            # Markdown needs indented lines to keep line breaks.
+            trainer.logger.experiment.add_text("samples", "    " + text.replace("\n", "\n    "), trainer.global_step)

@@ -1,0 +1,128 @@
+"""`lit-llm`: LightningCLI for fit/validate, plus the project's own subcommands. Wiring only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
+
+commands:
+  prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
+  fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
+  validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
+  generate   sample a continuation of a prompt from a checkpoint or run folder
+  plan       estimate compute, time, memory and cost of a run before starting it
+"""
+
+# Errors a user can fix from the message alone: shown as one line, without a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+
+class LitLLMCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}, "validate": {"model", "dataloaders", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.filename": "best",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        """Log to TensorBoard directly in the run folder (default_root_dir), which also holds checkpoints/."""
+        trainer = self.config[self.subcommand].trainer
+        if trainer.logger in (None, True):
+            trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": trainer.default_root_dir or "checkpoints/run", "name": "", "version": ""},
+            }
+
+    def before_fit(self) -> None:
+        """Never mix two runs in one folder: a fresh fit into a folder that holds a run must resume or move."""
+        if self.config.fit.ckpt_path is None:
+            last = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            if last.exists():
+                raise FileExistsError(
+                    f"{last.parent.parent} already holds a run; resume it with --ckpt_path last, "
+                    f"or start a new one with another --trainer.default_root_dir"
+                )
+
+
+def run_lightning(args: list[str] | None) -> None:
+    from lit_llm.data.datamodule import TokenDataModule
+    from lit_llm.module import LitLLM
+    import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
+
+    LitLLMCLI(
+        LitLLM,
+        TokenDataModule,
+        args=args,
+        seed_everything_default=1337,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"max_epochs": -1, "check_val_every_n_epoch": None, "default_root_dir": "checkpoints/run"},
+        parser_kwargs={"prog": "lit-llm"},
+    )
+
+
+def gather_list_option(args: list[str], option: str) -> list[str]:
+    """Turn ``--inputs a b c`` (the shell's natural form) into jsonargparse's ``--inputs '["a","b","c"]'``."""
+    if option not in args:
+        return args
+    start = args.index(option) + 1
+    end = start
+    while end < len(args) and not args[end].startswith("--"):
+        end += 1
+    return args[:start] + [json.dumps(args[start:end])] + args[end:]
+
+
+def run_function(name: str, args: list[str]) -> None:
+    from jsonargparse import CLI
+
+    if name == "prepare":
+        import logging
+
+        from lit_llm.data.prepare import prepare as function
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    elif name == "generate":
+        from lit_llm.generate import generate_text as function
+    else:
+        from lit_llm.plan import plan as function
+    CLI(function, args=gather_list_option(args, "--inputs"), prog=f"lit-llm {name}", as_positional=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; ``argv`` is for calling from Python (tests), the console script reads sys.argv."""
+    from_shell = argv is None
+    argv = sys.argv[1:] if from_shell else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, args = argv[0], argv[1:]
+    try:
+        if command in ("fit", "validate"):
+            run_lightning(None if from_shell else argv)
+        elif command in ("prepare", "generate", "plan"):
+            run_function(command, args)
+        else:
+            raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
+    except USER_ERRORS as err:
+        sys.exit(f"lit-llm {command}: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Model shapes: one dataclass and named presets (shapes only, never weights)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a decoder-only transformer.
+
+    ``vocab_size: null`` means "take it from the prepared data" (padded up to a multiple of
+    ``pad_vocab_multiple`` so the embedding and head matmuls stay aligned on GPUs).
+    """
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 256
+    vocab_size: int | None = None
+    pad_vocab_multiple: int = 64
+    n_kv_head: int | None = None  # grouped-query attention; None means n_head (plain multi-head)
+    positions: Literal["learned", "rope"] = "learned"
+    rope_base: float = 10000.0
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_eps: float = 1e-5
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    intermediate_size: int | None = None  # None: 4·d for GELU, ~8/3·d rounded to 256 for SwiGLU
+    bias: bool = False
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick sizes that divide")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}; pick sizes that divide")
+        if self.positions == "rope" and self.head_size % 2:
+            raise ValueError(f"rotary positions need an even head size, got {self.head_size}; change n_embd or n_head")
+        if self.intermediate_size is None:
+            if self.mlp == "gelu":
+                self.intermediate_size = 4 * self.n_embd
+            else:
+                self.intermediate_size = -(-int(8 * self.n_embd / 3) // 256) * 256
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> ModelConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+    def with_vocab(self, data_vocab_size: int) -> ModelConfig:
+        """Resolve ``vocab_size`` against the data's tokenizer, refusing a vocabulary that does not fit."""
+        if self.vocab_size is None:
+            padded = -(-data_vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
+            return replace(self, vocab_size=padded)
+        if data_vocab_size > self.vocab_size:
+            raise ValueError(
+                f"the data's tokenizer has {data_vocab_size} tokens but the model's vocab_size is {self.vocab_size}; "
+                f"set model vocab_size to at least {data_vocab_size} (or null to take it from the data)"
+            )
+        return self
+
+    # ---- counts used by throughput/MFU logging and `lit-llm plan` ----
+    def num_params(self, include_embeddings: bool = True) -> int:
+        """Exact parameter count of the model this config builds (no weights needed).
+
+        ``include_embeddings=False`` counts the transformer blocks and final norm only.
+        """
+        assert self.vocab_size is not None, "resolve vocab_size first (ModelConfig.with_vocab)"
+        d, kv = self.n_embd, self.n_kv_head * self.head_size
+        bias = int(self.bias)
+        attn = d * (d + 2 * kv) + bias * (d + 2 * kv) + d * d + bias * d
+        n_mlp_in = 2 if self.mlp == "swiglu" else 1
+        mlp = n_mlp_in * (d * self.intermediate_size + bias * self.intermediate_size) + self.intermediate_size * d + bias * d
+        norm = d * (2 if self.norm == "layernorm" and self.bias else 1)
+        blocks = self.n_layer * (attn + mlp + 2 * norm) + norm
+        embeddings = self.vocab_size * d + (self.block_size * d if self.positions == "learned" else 0)
+        head = 0 if self.tie_embeddings else self.vocab_size * d
+        return blocks + embeddings + head if include_embeddings else blocks
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matmul per token: all but the embeddings, plus the output head."""
+        return self.num_params(include_embeddings=False) + self.vocab_size * self.n_embd
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token: 6·N (forward + backward matmuls) + 12·L·d·T (attention scores)."""
+        seq_len = seq_len or self.block_size
+        return 6 * self.matmul_params() + 12 * self.n_layer * self.n_embd * seq_len
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_GPT2 = dict(positions="learned", norm="layernorm", mlp="gelu", bias=True, tie_embeddings=True, vocab_size=50304)
+_LLAMA = dict(positions="rope", norm="rmsnorm", norm_eps=1e-5, mlp="swiglu", bias=False)
+
+PRESETS: dict[str, ModelConfig] = {
+    # ~1M parameters (with a byte vocabulary): a smoke-test model that trains on a laptop CPU in minutes.
+    "micro": ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256),
+    # nanoGPT's character-level Shakespeare model (~10.7M).
+    "shakespeare-char": ModelConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+    # A small Llama-style model for TinyStories-sized corpora (~15M with an 8k vocabulary).
+    "llama-15m": ModelConfig(n_layer=6, n_head=6, n_kv_head=2, n_embd=288, block_size=256, **_LLAMA),
+    "gpt2-124m": ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, **_GPT2),
+    "gpt2-350m": ModelConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024, **_GPT2),
+    # ~1.0B Llama-style model (Llama 3.2 1B shape with a 32k vocabulary).
+    "llama-1b": ModelConfig(
+        n_layer=16, n_head=32, n_kv_head=8, n_embd=2048, intermediate_size=8192, block_size=2048,
+        vocab_size=32000, tie_embeddings=True, rope_base=500000.0, **_LLAMA,
+    ),
+    # Published models, for `lit-llm plan` (shapes from their papers / configs).
+    "tinyllama-1.1b": ModelConfig(
+        n_layer=22, n_head=32, n_kv_head=4, n_embd=2048, intermediate_size=5632, block_size=2048,
+        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+    ),
+    "llama2-7b": ModelConfig(
+        n_layer=32, n_head=32, n_embd=4096, intermediate_size=11008, block_size=4096,
+        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+    ),
+    "llama2-70b": ModelConfig(
+        n_layer=80, n_head=64, n_kv_head=8, n_embd=8192, intermediate_size=28672, block_size=4096,
+        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+    ),
+}

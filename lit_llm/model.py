@@ -1,0 +1,186 @@
+"""A decoder-only transformer in plain PyTorch (GPT-2 and Llama families from one ModelConfig).
+
+Knows nothing of Lightning, data or tokenizers: tokens in, logits out, plus an optional KV cache for
+generation. Parallelism, compilation and activation checkpointing are applied from outside
+(``lit_llm.parallel``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lit_llm.config import ModelConfig
+
+
+def build_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_cache(config: ModelConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape (block_size, head_size) in the "rotate half" layout used by Llama/HF."""
+    half = config.head_size // 2
+    inv_freq = 1.0 / (config.rope_base ** (torch.arange(0, half, device=device, dtype=torch.float32) / half))
+    angles = torch.outer(torch.arange(config.block_size, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, hs) queries or keys by position; cos/sin are (T, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class KVCache(nn.Module):
+    """Keys and values of the tokens seen so far, preallocated for ``max_len`` positions."""
+
+    def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_size: int, device, dtype) -> None:
+        super().__init__()
+        shape = (batch_size, n_kv_head, max_len, head_size)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = start + k.size(2)
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        kv_dim = config.n_kv_head * config.head_size
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + 2 * kv_dim, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, start: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        c = self.config
+        q, k, v = self.qkv(x).split([c.n_embd, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size], dim=-1)
+        q = q.view(B, T, c.n_head, c.head_size).transpose(1, 2)
+        k = k.view(B, T, c.n_kv_head, c.head_size).transpose(1, 2)
+        v = v.view(B, T, c.n_kv_head, c.head_size).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+
+        mask = None
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(start, k, v)
+            if start > 0 and T > 1:  # a chunk after a prefix: each query sees the prefix and its own past
+                mask = torch.arange(k.size(2), device=x.device) <= torch.arange(start, start + T, device=x.device)[:, None]
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None and T > 1,
+            enable_gqa=c.n_kv_head != c.n_head,
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        # SwiGLU's gate and up projections are one matmul: [gate | up].
+        n_in = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
+        self.fc = nn.Linear(config.n_embd, n_in, bias=config.bias)
+        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.proj(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm_1 = build_norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.norm_2 = build_norm(config)
+        self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, start: int) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm_1(x), rope, start))
+        return x + self.dropout(self.mlp(self.norm_2(x)))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size is unset; resolve it with config.with_vocab(tokenizer_vocab_size)")
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.positions == "learned" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = build_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2 init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·n_layer).
+
+        Public so a model built on the meta device (FSDP) can be materialised with ``to_empty`` and
+        then initialised exactly as an eager one.
+        """
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                std = residual_std if name.endswith(".proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+                module.reset_parameters()
+        if self.config.positions == "rope":
+            self.rope_cos, self.rope_sin = rope_cache(self.config, device=self.wte.weight.device)
+
+    def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T) placed at positions start .. start+T-1."""
+        T = idx.size(1)
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the model's block_size {self.config.block_size}")
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T]) if self.wpe is None else None
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, start)
+        return self.lm_head(self.norm_f(x))
+
+    def setup_kv_cache(self, batch_size: int, max_len: int | None = None) -> None:
+        c = self.config
+        weight = self.wte.weight
+        for block in self.blocks:
+            block.attn.kv_cache = KVCache(
+                batch_size, c.n_kv_head, max_len or c.block_size, c.head_size, weight.device, weight.dtype
+            )
+
+    def clear_kv_cache(self) -> None:
+        for block in self.blocks:
+            block.attn.kv_cache = None

@@ -1,0 +1,232 @@
+"""The LightningModule: next-token objective, AdamW + schedule, clipping, non-finite guard, logging."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.aggregation import MeanMetric
+
+from lit_llm.config import ModelConfig
+from lit_llm.generate import CHECKPOINT_KEY
+from lit_llm.model import GPT
+from lit_llm.tokenizer import Tokenizer
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class LitLLM(L.LightningModule):
+    def __init__(
+        self,
+        architecture: str | ModelConfig = "micro",
+        learning_rate: float = 6e-4,
+        min_lr: float | None = None,
+        lr_schedule: Literal["cosine", "wsd", "constant"] = "cosine",
+        warmup_steps: int = 100,
+        decay_fraction: float = 0.2,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        grad_clip: float | None = 1.0,
+        global_batch_size: int | None = None,
+        compile: bool = False,
+        activation_checkpointing: bool = False,
+        max_nonfinite_steps: int = 5,
+        sample_prompt: str = "\n",
+        sample_tokens: int = 200,
+    ) -> None:
+        """
+        Args:
+            architecture: a preset name from lit_llm.config.PRESETS, or ModelConfig fields.
+            learning_rate: peak learning rate, reached after ``warmup_steps``.
+            min_lr: final learning rate of the cosine / WSD decay (default: learning_rate / 10).
+            lr_schedule: ``cosine`` (warmup then cosine to min_lr), ``wsd`` (warmup, stable, then linear
+                decay over the last ``decay_fraction`` of steps) or ``constant`` (after warmup).
+            warmup_steps: optimizer steps of linear warmup.
+            decay_fraction: share of the run spent decaying in the WSD schedule.
+            weight_decay: AdamW weight decay for matrices and embeddings (never for norms and biases).
+            betas: AdamW betas.
+            grad_clip: clip the global gradient norm to this value (None: no clipping; the norm is still logged).
+            global_batch_size: sequences per optimizer step over all devices; gradient accumulation is
+                derived from it, the micro batch (data.batch_size) and the device count.
+            compile: torch.compile the model.
+            activation_checkpointing: recompute each block in the backward pass to save memory.
+            max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss or gradient.
+            sample_prompt: text the model continues at every validation (logged to TensorBoard).
+            sample_tokens: tokens sampled at every validation (0 disables sampling).
+        """
+        super().__init__()
+        if isinstance(architecture, str):
+            architecture = ModelConfig.from_preset(architecture)
+        self.architecture = architecture
+        self.learning_rate = learning_rate
+        self.min_lr = learning_rate / 10 if min_lr is None else min_lr
+        self.lr_schedule = lr_schedule
+        self.warmup_steps = warmup_steps
+        self.decay_fraction = decay_fraction
+        self.weight_decay = weight_decay
+        self.betas = tuple(betas)
+        self.grad_clip = grad_clip
+        self.global_batch_size = global_batch_size
+        self.compile = compile
+        self.activation_checkpointing = activation_checkpointing
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.sample_prompt = sample_prompt
+        self.sample_tokens = sample_tokens
+
+        self.config: ModelConfig | None = None  # the architecture resolved against the data's vocabulary
+        self.tokenizer: Tokenizer | None = None
+        self.model: GPT | None = None
+        self.val_loss = MeanMetric()
+        self.nonfinite_steps = 0  # consecutive skipped steps
+        self.skipped_steps = 0  # all skipped steps of the run
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        self.tokenizer = datamodule.tokenizer
+        self.config = self.architecture.with_vocab(datamodule.vocab_size)
+        if stage == "fit":
+            self._derive_accumulation(datamodule.batch_size)
+
+    def _derive_accumulation(self, micro_batch: int) -> None:
+        """Keep the global batch the YAML asks for, whatever the device count."""
+        if self.global_batch_size is None:
+            return
+        per_step = micro_batch * self.trainer.world_size
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"model.global_batch_size={self.global_batch_size} is not a multiple of data.batch_size × devices "
+                f"= {micro_batch} × {self.trainer.world_size}; change one of them"
+            )
+        accumulation = self.global_batch_size // per_step
+        trainer = self.trainer
+        trainer.accumulate_grad_batches = accumulation
+        if isinstance(trainer.val_check_interval, int):  # the YAML counts optimizer steps, Lightning counts batches
+            trainer.val_check_interval *= accumulation
+        rank_zero_info(
+            f"global batch {self.global_batch_size} sequences = micro batch {micro_batch} × {trainer.world_size} "
+            f"device(s) × {accumulation} accumulation step(s)"
+        )
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        if self.config is None:
+            raise RuntimeError("LitLLM needs a datamodule (lit_llm.data.TokenDataModule) to learn its vocabulary")
+        self.model = GPT(self.config)
+        from lit_llm.parallel import apply_parallelism
+
+        apply_parallelism(self, self.model)
+
+    # ---- objective ----------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.long()
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = self.model(inputs)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self.val_loss.update(self.loss(batch))
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()  # reduced over ranks by torchmetrics
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val/ppl", torch.exp(loss), sync_dist=False)
+
+    # ---- optimizer ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        fused = all(p.device.type == "cuda" for p in decay + no_decay)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.learning_rate,
+            betas=self.betas,
+            fused=fused or None,
+        )
+        total = self.trainer.max_steps
+        if total is None or total < 1:
+            raise ValueError("trainer.max_steps must be set (e.g. --trainer.max_steps 2000): the LR schedule needs it")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_at(step, total) / self.learning_rate)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate at an optimizer step: linear warmup, then the chosen schedule."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        if self.lr_schedule == "wsd":
+            decay_start = total_steps - int(self.decay_fraction * total_steps)
+            if step < decay_start:
+                return self.learning_rate
+            progress = (step - decay_start) / max(1, total_steps - decay_start)
+            return self.learning_rate + (self.min_lr - self.learning_rate) * min(progress, 1.0)
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+        return self.min_lr + 0.5 * (self.learning_rate - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip here rather than through the Trainer: works with fused AdamW under bf16-mixed, and lets
+        us log the norm and skip steps whose gradients are not finite."""
+        max_norm = self.grad_clip if self.grad_clip is not None else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
+            norm = norm.full_tensor()
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False, sync_dist=False)
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False, sync_dist=False)
+        if torch.isfinite(norm):
+            self.nonfinite_steps = 0
+            return
+        # AdamW leaves parameters without a gradient untouched: dropping the gradients skips the step.
+        optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_steps += 1
+        self.skipped_steps += 1
+        rank_zero_info(f"step {self.trainer.global_step}: non-finite loss or gradient norm ({norm.item()}); step skipped")
+        if self.nonfinite_steps >= self.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_steps} consecutive steps had a non-finite loss or gradient; stopping. "
+                f"Resume from the last good checkpoint ({self._last_checkpoint()}) with a lower learning rate "
+                f"or bf16 instead of fp16"
+            )
+
+    def _last_checkpoint(self) -> str:
+        callback = self.trainer.checkpoint_callback
+        return (callback and (callback.last_model_path or callback.best_model_path)) or "none saved yet"
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Stop after the last optimizer step through `should_stop`, which makes Lightning validate once
+        # more: every run, however short, ends with a val loss.
+        if self.trainer.max_steps > 0 and self.trainer.global_step >= self.trainer.max_steps:
+            self.trainer.should_stop = True
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        from lit_llm.callbacks import TextSampler, Throughput
+
+        return [Throughput(), TextSampler()]
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain types only, so checkpoints load with torch.load(weights_only=True).
+        checkpoint[CHECKPOINT_KEY] = {
+            "model_config": self.config.to_dict(),
+            "tokenizer": self.tokenizer.to_json(),
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.skipped_steps = checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_steps", 0)

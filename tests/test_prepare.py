@@ -1,0 +1,103 @@
+import json
+
+import pytest
+
+from lit_llm.data.prepare import prepare
+from lit_llm.tokenizer import Tokenizer, byte_tokenizer
+from tests.conftest import shared
+
+
+def test_byte_tokenizer_round_trips_any_text():
+    tok = byte_tokenizer()
+    text = "Hello, wörld! 你好\n\ttabs"
+    ids = tok.encode(text)
+    assert ids[:5] == list(b"Hello")  # ids are byte values
+    assert tok.decode(ids) == text
+    assert tok.vocab_size == 257 and tok.eot_id == 256
+
+
+def test_single_document_splits_like_nanogpt(byte_dataset, shakespeare_slice):
+    meta = json.loads((byte_dataset / "metadata.json").read_text())
+    n_chars = len(shakespeare_slice.read_text())
+    # byte tokens == characters for ASCII text, plus one end-of-text token per split
+    assert meta["splits"]["train"]["tokens"] == int(n_chars * 0.9) + 1
+    assert meta["splits"]["val"]["tokens"] == n_chars - int(n_chars * 0.9) + 1
+    assert meta["vocab_size"] == 257
+    assert Tokenizer.from_file(byte_dataset / "tokenizer.json").vocab_size == 257
+
+
+def test_bpe_on_many_documents_splits_by_document(tmp_path):
+    novels = shared("gutenberg")
+    meta = prepare([str(novels / "*.txt")], str(tmp_path / "out"), tokenizer="bpe", vocab_size=1024, val_fraction=0.2, num_workers=2)
+    train, val = meta["splits"]["train"], meta["splits"]["val"]
+    assert train["documents"] + val["documents"] == 5 and val["documents"] >= 1
+    assert not set(train["sources"]) & set(val["sources"])
+    assert meta["vocab_size"] == 1024
+    tok = Tokenizer.from_file(tmp_path / "out" / "tokenizer.json")
+    text = "It is a truth universally acknowledged"
+    assert tok.decode(tok.encode(text)) == text
+    assert len(tok.encode(text)) < len(text) / 2  # BPE actually merges
+
+
+def test_existing_tokenizer_file_is_reused(tmp_path, byte_dataset, shakespeare_slice):
+    meta = prepare([str(shakespeare_slice)], str(tmp_path / "out"), tokenizer=str(byte_dataset / "tokenizer.json"))
+    assert meta["vocab_size"] == 257
+
+
+def test_glob_and_folder_inputs(tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "a.txt").write_text("alpha " * 50)
+    (tmp_path / "in" / "sub" / "b.txt").write_text("beta " * 50)
+    (tmp_path / "in" / "c.md").write_text("gamma " * 50)
+    meta = prepare([str(tmp_path / "in" / "*.txt"), str(tmp_path / "in" / "sub")], str(tmp_path / "out"))
+    assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 2
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt does not exist"):
+        prepare([str(tmp_path / "nope.txt")], str(tmp_path / "out"))
+
+
+def test_empty_corpus_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(ValueError, match="no text found"):
+        prepare([str(tmp_path / "empty.txt")], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_binary_files_are_skipped_and_non_utf8_counted(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "image.bin").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "in" / "latin1.txt").write_bytes("café crème ".encode("latin-1") * 40)
+    (tmp_path / "in" / "ok.txt").write_text("plain text " * 40)
+    meta = prepare([str(tmp_path / "in")], str(tmp_path / "out"))
+    assert [p.endswith("image.bin") for p in meta["binary_skipped"]] == [True]
+    assert meta["replaced_bytes"] == 80  # é and è, 40 times each
+
+
+def test_only_binary_input_is_refused(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(ValueError, match="no text found"):
+        prepare([str(tmp_path / "x.bin")], str(tmp_path / "out"))
+
+
+def test_existing_output_is_never_overwritten_silently(tmp_path, shakespeare_slice):
+    out = tmp_path / "out"
+    prepare([str(shakespeare_slice)], str(out))
+    before = (out / "metadata.json").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        prepare([str(shakespeare_slice)], str(out))
+    # a failing overwrite (bad tokenizer) leaves the old dataset intact
+    with pytest.raises(ValueError, match="--tokenizer"):
+        prepare([str(shakespeare_slice)], str(out), tokenizer="wordpiece", overwrite=True)
+    assert (out / "metadata.json").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_bad_tokenizer_file_and_vocab_size(tmp_path, shakespeare_slice):
+    bad = tmp_path / "tok.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a valid tokenizer.json"):
+        prepare([str(shakespeare_slice)], str(tmp_path / "out"), tokenizer=str(bad))
+    with pytest.raises(ValueError, match="too small"):
+        prepare([str(shakespeare_slice)], str(tmp_path / "out2"), tokenizer="bpe", vocab_size=100)
