@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -63,6 +64,9 @@ class LitLLMCLI(LightningCLI):
 
 
 def run_lightning(args: list[str] | None) -> None:
+    # Lightning warns that a sized IterableDataset may mislead with workers; LitData shards per worker itself.
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     from lit_llm.data.datamodule import TokenDataModule
     from lit_llm.module import LitLLM
     import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)

@@ -137,6 +137,7 @@ class LitLLM(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
 
 from lit_llm.data.prepare import TOKENIZER, load_metadata
@@ -73,7 +74,7 @@ class TokenDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            pin_memory=True,
+            pin_memory=torch.cuda.is_available(),
             drop_last=True,
         )
 
