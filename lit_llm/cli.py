@@ -7,8 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lit_llm.checkpointing import RunCheckpoint
 
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
 
@@ -30,13 +31,13 @@ class LitLLMCLI(LightningCLI):
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}, "validate": {"model", "dataloaders", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Periodic checkpoints (all kept) and last.ckpt; the module adds best.ckpt by val/loss.
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/loss",
-                "checkpoint.mode": "min",
-                "checkpoint.filename": "best",
-                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "step-{step:06d}",
+                "checkpoint.every_n_train_steps": 1000,
+                "checkpoint.save_top_k": -1,
                 "checkpoint.save_last": True,
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.enable_version_counter": False,
@@ -77,7 +78,12 @@ def run_lightning(args: list[str] | None) -> None:
         args=args,
         seed_everything_default=1337,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"max_epochs": -1, "check_val_every_n_epoch": None, "default_root_dir": "checkpoints/run"},
+        trainer_defaults={
+            "max_epochs": -1,
+            "check_val_every_n_epoch": None,
+            "default_root_dir": "checkpoints/run",
+            "plugins": [{"class_path": "lit_llm.checkpointing.AtomicCheckpointIO"}],
+        },
         parser_kwargs={"prog": "lit-llm"},
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 import lightning as L
@@ -216,9 +217,15 @@ class LitLLM(L.LightningModule):
             self.trainer.should_stop = True
 
     def configure_callbacks(self) -> list[L.Callback]:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
         from lit_llm.callbacks import TextSampler, Throughput
 
-        return [Throughput(), TextSampler()]
+        best = ModelCheckpoint(
+            monitor="val/loss", mode="min", filename="best", save_top_k=1,
+            auto_insert_metric_name=False, enable_version_counter=False,
+        )
+        return [Throughput(), TextSampler(), best]
 
     # ---- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -231,3 +238,10 @@ class LitLLM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.skipped_steps = checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_steps", 0)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Seed every micro-batch from (seed, step, batch, rank): dropout masks then depend only on where
+        # the run is, so a resumed run draws exactly the masks the uninterrupted one drew, whatever the
+        # data loaders and the sanity check consumed from the global RNG in between.
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed(hash((base, self.trainer.global_step, batch_idx, self.global_rank)) % 2**63)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json as jsonlib
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -134,15 +134,17 @@ def read_experiment(path: str) -> RunSpec:
     )
 
 
-def preset_spec(preset: str) -> RunSpec:
+def preset_spec(preset: str, precision: str) -> RunSpec:
     config, note = resolve_vocab(ModelConfig.from_preset(preset), None)
-    return RunSpec(name=preset, config=config, seq_len=config.block_size, precision="bf16-mixed", note=note)
+    return RunSpec(name=preset, config=config, seq_len=config.block_size, precision=resolve_precision(precision), note=note)
 
 
-def planned_tokens(spec: RunSpec, num_gpus: int) -> float | None:
+def planned_tokens(spec: RunSpec, num_gpus: int, seq_len: int) -> float | None:
     """max_steps × global batch × seq_len, the global batch following the GPU count unless the YAML fixes it."""
-    sequences = spec.sequences_per_step or (spec.sequences_per_gpu_step and spec.sequences_per_gpu_step * num_gpus)
-    return spec.max_steps * sequences * spec.seq_len if spec.max_steps and sequences else None
+    if not spec.max_steps or not (spec.sequences_per_step or spec.sequences_per_gpu_step):
+        return None
+    sequences = spec.sequences_per_step or spec.sequences_per_gpu_step * num_gpus
+    return spec.max_steps * sequences * seq_len
 
 
 def parse_mfu(mfu: str) -> float | None:
@@ -259,8 +261,9 @@ def activation_bytes(config: ModelConfig, micro_batch_size: int, seq_len: int, p
 
 
 def fsdp_gathered_params(config: ModelConfig) -> int:
-    """Parameters FSDP holds unsharded at once: the root unit (embeddings, head, final norm) stays gathered
-    through the step, plus the block being computed and the next one being prefetched."""
+    """Parameters FSDP2 (lit_llm.parallel: one unit per block, then the root) holds unsharded at once: the root
+    unit (embeddings, head, final norm) stays gathered through the step, plus the block being computed and the
+    next one being prefetched."""
     per_block = config.num_params(include_embeddings=False) // config.n_layer  # final norm is a rounding error
     return config.num_params() - config.n_layer * per_block + 2 * per_block
 
@@ -270,11 +273,17 @@ def memory_estimate(config: ModelConfig, strategy: str, num_gpus: int, micro_bat
     b = PRECISIONS[precision]
     params = config.num_params()
     activations = activation_bytes(config, micro_batch_size, seq_len, precision, checkpointing)
-    if strategy == "fsdp":
-        gathered = fsdp_gathered_params(config) * b.compute  # unsharded in the compute dtype, as are their grads
-        return Memory(params * b.weights / num_gpus + gathered, params * b.grads / num_gpus + gathered, params * b.optimizer / num_gpus, activations)
-    # Mixed precision: autocast keeps a compute-dtype copy of every matmul weight until backward has used it.
+    # Mixed precision: autocast's compute-dtype copy of every matmul weight is saved for backward. FSDP does not
+    # shard these: lit_llm.parallel gives fully_shard no MixedPrecisionPolicy, so it gathers the stored dtype.
     weight_copies = config.matmul_params() * b.compute if b.compute != b.weights else 0
+    if strategy == "fsdp":
+        gathered = fsdp_gathered_params(config)
+        return Memory(
+            weights=params * b.weights / num_gpus + gathered * b.weights + weight_copies,
+            grads=params * b.grads / num_gpus + gathered * b.grads,  # unsharded until reduce-scattered
+            optimizer=params * b.optimizer / num_gpus,
+            activations=activations,
+        )
     # DDP (gradient_as_bucket_view=False, the default) also holds every gradient in its all-reduce buckets.
     grad_copies = 2 if strategy == "ddp" else 1
     return Memory(params * b.weights + weight_copies, grad_copies * params * b.grads, params * b.optimizer, activations)
@@ -304,17 +313,20 @@ def setup_name(strategy: str, checkpointing: bool) -> str:
 
 
 def recommend(capacity: dict[str, int], num_gpus: int, micro_batch_size: int | None) -> dict | None:
-    """The first setup (in order of preference) where the planned micro-batch fits; failing that, the first
-    where any fits, at the largest power of two that does, with gradient accumulation keeping the global batch."""
+    """The first setup (in order of preference) where the planned micro-batch fits. Failing that, the first where
+    any fits, at the largest divisor of the planned micro-batch that does, so that gradient accumulation keeps the
+    global batch exact (with no plan: the largest power of two that fits)."""
     options = [(strategy, ckpt, capacity[setup_name(strategy, ckpt)]) for strategy, ckpt in setups(num_gpus)]
     for strategy, ckpt, largest in options:
         if micro_batch_size is not None and largest >= micro_batch_size:
             return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": micro_batch_size, "accumulate_grad_batches": 1}
     for strategy, ckpt, largest in options:
-        if largest >= 1:
-            fitting = 2 ** int(math.log2(largest))
-            accumulate = math.ceil(micro_batch_size / fitting) if micro_batch_size else 1
-            return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": fitting, "accumulate_grad_batches": accumulate}
+        if largest < 1:
+            continue
+        if micro_batch_size is None:
+            return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": 2 ** int(math.log2(largest)), "accumulate_grad_batches": 1}
+        fitting = max(k for k in range(1, largest + 1) if micro_batch_size % k == 0)
+        return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": fitting, "accumulate_grad_batches": micro_batch_size // fitting}
     return None
 
 
@@ -373,7 +385,9 @@ def training_step_seconds(config: ModelConfig, micro_batch_size: int, seq_len: i
 
 
 def measure_mfu(config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, device: torch.device | None = None) -> float:
-    """MFU of a few real training steps on this machine's GPU, against its dense bf16 peak from the table."""
+    """MFU of a few real training steps on this machine's GPU, against its dense bf16 peak from the table.
+
+    The plan applies it to ``--gpu``: MFU carries over between similar chips far better than raw speed does."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     accelerator = detect_accelerator(device)
     if accelerator is None:
@@ -386,8 +400,8 @@ def measure_mfu(config: ModelConfig, micro_batch_size: int, seq_len: int, precis
         seconds = training_step_seconds(config, micro_batch_size, seq_len, precision, device)
     except torch.OutOfMemoryError:
         raise ValueError(
-            f"--mfu measure: micro-batch {micro_batch_size} × {seq_len} tokens does not fit on one {accelerator.name}; "
-            f"pass a smaller --micro_batch_size, or a fraction, e.g. --mfu 0.4"
+            f"--mfu measure trains the whole model on this one {accelerator.name}, and micro-batch {micro_batch_size} × "
+            f"{seq_len} tokens does not fit; pass a smaller --micro_batch_size, or a fraction, e.g. --mfu 0.4"
         ) from None
     flops = config.flops_per_token(seq_len) * micro_batch_size * seq_len
     return flops / seconds / (accelerator.bf16_tflops * 1e12)
@@ -445,9 +459,12 @@ def format_report(r: dict) -> str:
 
 
 def recommendation_line(rec: dict | None, r: dict) -> str:
+    if rec is None and r["num_gpus"] == 1:
+        return f"Recommendation: does not fit on one {r['gpu']} even with activation checkpointing at micro-batch 1; shard it with FSDP over more GPUs (--num_gpus) or use a larger card."
     if rec is None:
-        return f"Recommendation: does not fit on {r['gpu']} even with FSDP + activation checkpointing at micro-batch 1; use more GPUs or a larger card."
-    line = f"Recommendation: {rec['strategy']}{' + activation checkpointing (~33% more compute)' if rec['activation_checkpointing'] else ''}, micro-batch {rec['micro_batch_size']}"
+        return f"Recommendation: does not fit on {r['num_gpus']} × {r['gpu']} even with FSDP + activation checkpointing at micro-batch 1; use more GPUs or a larger card."
+    checkpointing = " + activation checkpointing (recomputes the forward: ~33% more compute than planned above)" if rec["activation_checkpointing"] else ""
+    line = f"Recommendation: {rec['strategy']}{checkpointing}, micro-batch {rec['micro_batch_size']}"
     if rec["accumulate_grad_batches"] > 1:
         line += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
     return line + "."
@@ -496,7 +513,7 @@ def plan(
     """
     if (config is None) == (preset is None):
         raise ValueError(f"pass exactly one of --config (an experiment YAML) or --preset (one of: {', '.join(PRESETS)})")
-    spec = read_experiment(config) if config is not None else replace(preset_spec(preset), precision=resolve_precision(precision))
+    spec = read_experiment(config) if config is not None else preset_spec(preset, precision)
     accelerator = get_accelerator(gpu)
     given_mfu = parse_mfu(mfu)
     num_gpus = spec.num_gpus if num_gpus == 1 and spec.num_gpus else num_gpus  # the default 1 defers to the YAML
@@ -505,7 +522,7 @@ def plan(
     validate(spec.config, num_gpus, micro_batch_size, seq_len, tokens, price_per_gpu_hour)
 
     model = spec.config
-    planned = tokens or planned_tokens(spec, num_gpus)
+    planned = tokens or planned_tokens(spec, num_gpus, seq_len)
     memory = memory_plan(model, accelerator, num_gpus, micro_batch_size, seq_len, spec.precision)
     mfu_value = given_mfu or measure_mfu(model, memory["micro_batch_size"], seq_len, spec.precision)
     estimate = compute_estimate(model, planned or CHINCHILLA_TOKENS_PER_PARAM * model.num_params(), seq_len)
