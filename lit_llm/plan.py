@@ -418,7 +418,14 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
+def amount(x: float) -> str:
+    """182,362 or 0.00213: whole numbers when large, three significant digits when small."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
     if seconds < 2 * 86400:
@@ -442,8 +449,8 @@ def format_report(r: dict) -> str:
         f"Time and cost at {r['mfu']:.1%} MFU ({r['mfu_source']}) of {r['gpu']}'s {r['peak_tflops']:g} TFLOP/s bf16 peak",
         f"  throughput      {r['tokens_per_second_per_gpu']:,.0f} tokens/s per GPU, {human(r['tokens_per_second_per_gpu'] * r['num_gpus'])} tokens/s in all",
         f"  wall-clock      {duration(r['seconds'])} on {r['num_gpus']} GPU(s)",
-        f"  GPU-hours       {r['gpu_hours']:,.1f}",
-        f"  cost            ${r['cost']:,.0f} at ${r['price_per_gpu_hour']:.2f}/GPU-hour",
+        f"  GPU-hours       {amount(r['gpu_hours'])}",
+        f"  cost            ${amount(r['cost'])} at ${r['price_per_gpu_hour']:.2f}/GPU-hour",
         "",
         f"Memory per GPU at micro-batch {memory['micro_batch_size']} × {r['seq_len']:,} tokens, GB "
         f"(budget {memory['budget_gb']:.1f}: {HEADROOM:.0%} of {r['gpu_memory_gb']:g} minus {FRAMEWORK_OVERHEAD_BYTES / GB:g} framework)",
@@ -567,7 +574,7 @@ def run_cost_summary(config: ModelConfig, tokens: int, seconds: float, num_devic
         "Run cost (same units as `lit-llm plan`)",
         f"  tokens          {human(tokens)}",
         f"  wall-clock      {duration(seconds)} on {num_devices} device(s)",
-        f"  device-hours    {seconds * num_devices / 3600:,.2f}{f' ({accelerator.name})' if accelerator else ''}",
+        f"  device-hours    {amount(seconds * num_devices / 3600)}{f' ({accelerator.name})' if accelerator else ''}",
     ]
     if seconds <= 0 or tokens <= 0:
         return "\n".join(lines)

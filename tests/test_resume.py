@@ -78,9 +78,9 @@ def run(command: list[str]) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("launch", ["single", "ddp"])
+@pytest.mark.parametrize("launch", ["single", "ddp", "fsdp2"])
 def test_killed_run_resumes_exactly(small_dataset, tmp_path, launch):
-    extra = ["--trainer.strategy", "ddp", "--trainer.devices", "2"] if launch == "ddp" else []
+    extra = [] if launch == "single" else ["--trainer.strategy", launch, "--trainer.devices", "2"]
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run(fit_command(small_dataset, reference, *extra))
 
