@@ -19,6 +19,7 @@ commands:
   validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
   generate   sample a continuation of a prompt from a checkpoint or run folder
   plan       estimate compute, time, memory and cost of a run before starting it
+  consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
 """
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback.
@@ -110,6 +111,8 @@ def run_function(name: str, args: list[str]) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     elif name == "generate":
         from lit_llm.generate import generate_text as function
+    elif name == "consolidate":
+        from lit_llm.checkpointing import consolidate as function
     else:
         from lit_llm.plan import plan as function
     CLI(function, args=gather_list_option(args, "--inputs"), prog=f"lit-llm {name}", as_positional=False)
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command in ("fit", "validate"):
             run_lightning(None if from_shell else argv)
-        elif command in ("prepare", "generate", "plan"):
+        elif command in ("prepare", "generate", "plan", "consolidate"):
             run_function(command, args)
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")

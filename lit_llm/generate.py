@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from lit_llm.checkpointing import is_sharded_checkpoint, read_checkpoint
 from lit_llm.config import ModelConfig
 from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer
@@ -15,14 +16,14 @@ CHECKPOINT_KEY = "lit_llm"  # where a checkpoint keeps what rebuilds the model a
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (its checkpoints/last.ckpt)."""
+    """A checkpoint file or sharded checkpoint folder, or a run folder (its checkpoints/last.ckpt)."""
     path = Path(path).expanduser()
-    if path.is_dir():
+    if path.is_dir() and not is_sharded_checkpoint(path):
         for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-            if candidate.is_file():
+            if candidate.exists():
                 return candidate
         raise FileNotFoundError(f"run folder {path} has no checkpoints/last.ckpt; train it with `lit-llm fit` or pass a .ckpt file")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass a .ckpt file or a run folder")
     return path
 
@@ -30,16 +31,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer]:
     """Rebuild the model and its tokenizer from a lit-llm checkpoint (safe weights-only loading)."""
     path = resolve_checkpoint(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt") from None
+    checkpoint = read_checkpoint(path)
     if CHECKPOINT_KEY not in checkpoint:
         raise ValueError(f"{path} was not written by lit-llm (no '{CHECKPOINT_KEY}' entry); pass a checkpoint from `lit-llm fit`")
     meta = checkpoint[CHECKPOINT_KEY]
     model = GPT(ModelConfig(**meta["model_config"]))
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if model.config.tie_embeddings:  # sharded checkpoints store a tied weight once
+        missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval(), Tokenizer.from_json(meta["tokenizer"], source=str(path))
 
 

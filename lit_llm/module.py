@@ -64,6 +64,8 @@ class LitLLM(L.LightningModule):
         super().__init__()
         if isinstance(architecture, str):
             architecture = ModelConfig.from_preset(architecture)
+        elif isinstance(architecture, dict):  # from Python; the CLI already gives a ModelConfig
+            architecture = ModelConfig(**architecture)
         self.architecture = architecture
         self.learning_rate = learning_rate
         self.min_lr = learning_rate / 10 if min_lr is None else min_lr

@@ -212,23 +212,32 @@ class Memory:
         return self.weights + self.grads + self.optimizer + self.activations
 
 
-def block_activation_bytes_per_token(config: ModelConfig, precision: str) -> int:
+def block_activation_bytes_per_token(config: ModelConfig, precision: str, seq_len: int) -> int:
     """Bytes one transformer block saves for backward, per token (what autograd keeps in lit_llm.model.Block).
 
     Residual dtype: the block input and the mid-block sum (each norm's saved input), plus the normalized input
     that RMSNorm's composite kernel also saves. Compute dtype: both norm outputs (saved by the next matmul),
     the fused qkv output (SDPA keeps q, k, v as views of it), the attention output, rotated q and k (RoPE),
     and the MLP: GELU saves its input and output; SwiGLU saves the fused [gate | up] (2I), silu(gate) and
-    the product. A fused attention kernel (FlashAttention; PyTorch's CPU flash kernel) stores no T×T scores;
-    per-row norm statistics and attention log-sum-exp are under 2% and not counted. Dropout (rare in
-    pre-training) would add 1-byte masks, not counted.
+    the product. Fused attention kernels store no T×T scores, except in the one case below. Per-row norm
+    statistics and attention log-sum-exp are under 2% and not counted; nor are dropout masks (1 byte per
+    element, and dropout is rare in pre-training).
     """
     b = PRECISIONS[precision]
     d, kv, inter = config.n_embd, config.n_kv_head * config.head_size, config.intermediate_size
     residual = 2 * d + (2 * d if config.norm == "rmsnorm" else 0)
     compute = 2 * d + (d + 2 * kv) + d + (d + kv if config.positions == "rope" else 0)
     compute += (4 if config.mlp == "swiglu" else 2) * inter
-    return residual * b.residual + compute * b.compute
+    return residual * b.residual + compute * b.compute + attention_matrix_bytes_per_token(config, precision, seq_len)
+
+
+def attention_matrix_bytes_per_token(config: ModelConfig, precision: str, seq_len: int) -> int:
+    """CUDA's fused SDPA kernels have no fp32 grouped-query path, so fp32 GQA falls back to the math kernel,
+    which saves the softmax probabilities: n_head × T floats per token (plus K/V expanded to every head, small
+    next to them). PyTorch's CPU flash kernel does handle fp32 GQA: this term is for the GPUs being planned."""
+    if config.n_kv_head == config.n_head or PRECISIONS[precision].compute != 4:
+        return 0
+    return config.n_head * seq_len * 4
 
 
 def head_activation_bytes_per_token(config: ModelConfig, precision: str) -> int:
@@ -250,7 +259,7 @@ def activation_bytes(config: ModelConfig, micro_batch_size: int, seq_len: int, p
     """Activation memory at its peak. Without checkpointing, every block's saved tensors stay alive until
     backward reaches them, and the peak is when backward starts on the head or on the last block. Checkpointing
     each block keeps only the block inputs and recomputes one block at a time, after the head's buffers are gone."""
-    block = block_activation_bytes_per_token(config, precision)
+    block = block_activation_bytes_per_token(config, precision, seq_len)
     head = head_activation_bytes_per_token(config, precision)
     block_backward = block_backward_bytes_per_token(config, precision)
     if checkpointing:
@@ -574,7 +583,7 @@ def run_cost_summary(config: ModelConfig, tokens: int, seconds: float, num_devic
         "Run cost (same units as `lit-llm plan`)",
         f"  tokens          {human(tokens)}",
         f"  wall-clock      {duration(seconds)} on {num_devices} device(s)",
-        f"  device-hours    {amount(seconds * num_devices / 3600)}{f' ({accelerator.name})' if accelerator else ''}",
+        f"  GPU-hours       {amount(seconds * num_devices / 3600)} ({accelerator.name})" if accelerator else f"  device-hours    {amount(seconds * num_devices / 3600)}",
     ]
     if seconds <= 0 or tokens <= 0:
         return "\n".join(lines)

@@ -108,10 +108,11 @@ def test_tokens_default_to_compute_optimal(capsys):
 
 ARCHITECTURES = {
     "gpt2-style": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=128),
-    "llama-style": dict(
-        n_layer=2, n_head=4, n_kv_head=2, n_embd=64, block_size=32, vocab_size=128, positions="rope", norm="rmsnorm", mlp="swiglu"
-    ),
+    "llama-style": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=128, positions="rope", norm="rmsnorm", mlp="swiglu"),
 }
+# Grouped-query attention is checked in bf16 only: in fp32 CUDA falls back to SDPA's math kernel (the plan counts its
+# T×T probabilities), while the CPU kernel that runs these tests does not.
+GQA = {**ARCHITECTURES["llama-style"], "n_kv_head": 2}
 
 
 def saved_bytes(config: ModelConfig, batch_size: int, precision: str) -> int:
@@ -134,17 +135,31 @@ def saved_bytes(config: ModelConfig, batch_size: int, precision: str) -> int:
     return sum(saved.values())
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize(
+    "architecture, precision",
+    [(name, precision) for name in ARCHITECTURES for precision in ("32-true", "bf16-mixed")] + [("gqa", "bf16-mixed")],
+)
 def test_block_activation_formula_matches_what_autograd_saves(architecture, precision):
     """One more block adds exactly what the per-block formula says (plus autocast's bf16 copy of its weights)."""
-    config = ModelConfig(**ARCHITECTURES[architecture])
+    config = ModelConfig(**(GQA if architecture == "gqa" else ARCHITECTURES[architecture]))
     batch_size = 2
     measured = saved_bytes(replace(config, n_layer=3), batch_size, precision) - saved_bytes(config, batch_size, precision)
     block_params = config.num_params(include_embeddings=False) // config.n_layer
     weight_copies = block_params * 2 if precision == "bf16-mixed" else 0
-    expected = batch_size * config.block_size * block_activation_bytes_per_token(config, precision) + weight_copies
+    tokens = batch_size * config.block_size
+    expected = tokens * block_activation_bytes_per_token(config, precision, config.block_size) + weight_copies
     assert within(measured, expected, 0.02), (measured, expected)
+
+
+def test_only_fp32_grouped_query_attention_stores_the_attention_matrix():
+    """CUDA has no fused fp32 GQA kernel: SDPA's math fallback keeps n_head × T probabilities per token."""
+    mha, gqa = ModelConfig(**ARCHITECTURES["llama-style"]), ModelConfig(**GQA)
+
+    def growth(config: ModelConfig, precision: str) -> int:  # bytes per token added by doubling the context
+        return block_activation_bytes_per_token(config, precision, 64) - block_activation_bytes_per_token(config, precision, 32)
+
+    assert growth(mha, "32-true") == growth(gqa, "bf16-mixed") == 0
+    assert growth(gqa, "32-true") == gqa.n_head * 32 * 4
 
 
 # ---------------------------------------------------------------- memory: measured peak of real training steps
@@ -439,7 +454,7 @@ def test_run_cost_summary_closes_the_loop_with_the_plan():
     summary = run_cost_summary(config, tokens, seconds, devices, 1024, a100)
     achieved = tokens / seconds / devices * config.flops_per_token(1024) / A100_PEAK
     assert f"{achieved:.1%}" in summary
-    assert "device-hours    8 (a100-80gb)" in summary and "125,000 tokens/s per device" in summary
+    assert "GPU-hours       8 (a100-80gb)" in summary and "125,000 tokens/s per device" in summary
     planned = plan(preset="gpt2-124m", tokens=tokens, gpu="a100-80gb", num_gpus=devices, mfu=str(achieved))
     assert planned["gpu_hours"] == pytest.approx(8.0)
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+import torch
+
 from lit_llm.data.prepare import prepare
+from lit_llm.generate import load_checkpoint
 from tests.conftest import REPO, SHAKESPEARE
 
 MAX_STEPS = 40
@@ -92,3 +95,14 @@ def test_killed_run_resumes_exactly(small_dataset, tmp_path, launch):
     assert set(after_resume) <= set(expected) and set(after_resume) <= set(got)
     diffs = [abs(expected[s] - got[s]) for s in after_resume]
     assert max(diffs) < 1e-5, f"max abs loss difference after resume: {max(diffs)}"
+    if launch == "fsdp2":
+        check_consolidated_checkpoint(resumed / "checkpoints" / "last.ckpt", tmp_path / "consolidated.ckpt")
+
+
+def check_consolidated_checkpoint(sharded: Path, output: Path) -> None:
+    """A sharded checkpoint merges into one file whose model gives the same logits."""
+    run([sys.executable, "-m", "lit_llm.cli", "consolidate", "--checkpoint", str(sharded), "--output", str(output)])
+    (model, _), (merged, _) = load_checkpoint(sharded), load_checkpoint(output)
+    tokens = torch.randint(0, 257, (2, 32))
+    assert torch.equal(model(tokens), merged(tokens))
+    assert "optimizer_states" not in torch.load(output, weights_only=True)

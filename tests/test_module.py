@@ -1,0 +1,71 @@
+"""The LightningModule's own behaviour: schedules, the non-finite guard, global batch derivation."""
+
+import lightning as L
+import pytest
+import torch
+
+from lit_llm.data.datamodule import TokenDataModule
+from lit_llm.module import LitLLM, NonFiniteLossError
+
+SMALL = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
+
+
+def test_schedules():
+    module = LitLLM(SMALL, learning_rate=1.0, min_lr=0.1, warmup_steps=10, lr_schedule="cosine")
+    assert module.lr_at(0, 100) == pytest.approx(0.1) and module.lr_at(9, 100) == pytest.approx(1.0)
+    assert module.lr_at(55, 100) == pytest.approx(0.55, abs=0.01) and module.lr_at(100, 100) == pytest.approx(0.1)
+    wsd = LitLLM(SMALL, learning_rate=1.0, min_lr=0.0, warmup_steps=10, lr_schedule="wsd", decay_fraction=0.2)
+    assert wsd.lr_at(50, 100) == 1.0 and wsd.lr_at(79, 100) == 1.0
+    assert wsd.lr_at(90, 100) == pytest.approx(0.5) and wsd.lr_at(100, 100) == pytest.approx(0.0)
+    constant = LitLLM(SMALL, learning_rate=1.0, warmup_steps=10, lr_schedule="constant")
+    assert constant.lr_at(99, 100) == 1.0
+
+
+class InjectNaNGradient(L.Callback):
+    """Poisons one gradient at the given optimizer steps and records whether the weights moved."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+        self.moved: dict[int, bool] = {}
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        if trainer.global_step in self.steps:
+            self.before = [p.detach().clone() for p in pl_module.parameters()]
+            next(pl_module.parameters()).grad[0, 0] = float("nan")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step - 1
+        if step in self.steps:
+            self.moved[step] = any(not torch.equal(a, b) for a, b in zip(self.before, pl_module.parameters()))
+
+
+def train(byte_dataset, tmp_path, callback, max_steps=12, **module_args):
+    module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0, **module_args)
+    data = TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0)
+    trainer = L.Trainer(
+        max_steps=max_steps, accelerator="cpu", callbacks=[callback], default_root_dir=tmp_path,
+        val_check_interval=5, check_val_every_n_epoch=None, limit_val_batches=2,
+        enable_progress_bar=False, enable_model_summary=False, logger=False,
+    )
+    trainer.fit(module, datamodule=data)
+    return module, trainer
+
+
+def test_non_finite_step_is_skipped_and_counted(byte_dataset, tmp_path):
+    callback = InjectNaNGradient({3, 7})
+    module, trainer = train(byte_dataset, tmp_path, callback)
+    assert callback.moved == {3: False, 7: False}  # the poisoned steps changed no weight
+    assert module.skipped_steps == 2 and trainer.global_step == 12
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_consecutive_non_finite_steps_stop_the_run(byte_dataset, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps .* Resume from the last good checkpoint \(.*best\.ckpt\)"):
+        train(byte_dataset, tmp_path, InjectNaNGradient({6, 7, 8, 9}), max_nonfinite_steps=3)
+
+
+def test_global_batch_sets_gradient_accumulation(byte_dataset, tmp_path):
+    module, trainer = train(byte_dataset, tmp_path, L.Callback(), max_steps=3, global_batch_size=12)
+    assert trainer.accumulate_grad_batches == 3  # 12 = micro batch 4 x 1 device x 3
+    with pytest.raises(ValueError, match="global_batch_size=10 is not a multiple"):
+        train(byte_dataset, tmp_path, L.Callback(), max_steps=3, global_batch_size=10)
