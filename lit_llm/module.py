@@ -86,6 +86,7 @@ class LitLLM(L.LightningModule):
         self.tokenizer: Tokenizer | None = None
         self.model: GPT | None = None
         self.val_loss = MeanMetric()
+        self.source_val_losses = torch.nn.ModuleList()
         self.nonfinite_steps = 0  # consecutive skipped steps
         self.skipped_steps = 0  # all skipped steps of the run
 
@@ -94,6 +95,9 @@ class LitLLM(L.LightningModule):
         datamodule = self.trainer.datamodule
         self.tokenizer = datamodule.tokenizer
         self.config = self.architecture.with_vocab(datamodule.vocab_size)
+        # one loss per validation source when the data module mixes several (val/<name>/loss)
+        names = getattr(datamodule, "val_source_names", [])
+        self.source_val_losses = torch.nn.ModuleList(MeanMetric() for _ in names).to(self.device)
         if stage == "fit":
             self._derive_accumulation(datamodule.batch_size)
 
@@ -143,14 +147,22 @@ class LitLLM(L.LightningModule):
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         return loss
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self.val_loss.update(self.loss(batch))
+    def validation_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
+        loss = self.loss(batch)
+        self.val_loss.update(loss)
+        if len(self.source_val_losses) > 1:
+            self.source_val_losses[dataloader_idx].update(loss)
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()  # reduced over ranks by torchmetrics
+        # torchmetrics reduces over ranks, so the logged values are already global (no sync_dist).
+        loss = self.val_loss.compute()
         self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/ppl", torch.exp(loss), sync_dist=False)
+        self.log("val/loss", loss, prog_bar=True, add_dataloader_idx=False)
+        self.log("val/ppl", torch.exp(loss), add_dataloader_idx=False)
+        if len(self.source_val_losses) > 1:
+            for name, metric in zip(self.trainer.datamodule.val_source_names, self.source_val_losses):
+                self.log(f"val/{name}/loss", metric.compute(), add_dataloader_idx=False)
+                metric.reset()
 
     # ---- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self):
