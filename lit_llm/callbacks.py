@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 
@@ -58,6 +59,13 @@ class Throughput(L.Callback):
         )
 
 
+def eager_mode():
+    """Run compiled modules eagerly inside this context (torch>=2.6; older versions just compile)."""
+    if hasattr(torch.compiler, "set_stance"):
+        return torch.compiler.set_stance("force_eager")
+    return contextlib.nullcontext()
+
+
 class TextSampler(L.Callback):
     """Continues a fixed prompt at every validation and logs the text to TensorBoard."""
 
@@ -69,7 +77,8 @@ class TextSampler(L.Callback):
         generator = torch.Generator(device=pl_module.device).manual_seed(1234)
         was_training = pl_module.model.training
         pl_module.model.eval()
-        new = generate(pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator)
+        with eager_mode():  # a compiled model would recompile for every new sequence length
+            new = generate(pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator)
         pl_module.model.train(was_training)
         text = pl_module.sample_prompt + tokenizer.decode(new[0].tolist())
         if trainer.is_global_zero and trainer.logger is not None and hasattr(trainer.logger.experiment, "add_text"):

@@ -69,6 +69,8 @@ def run_lightning(args: list[str] | None) -> None:
     # Lightning warns that a sized IterableDataset may mislead with workers; LitData shards per worker itself.
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
+    warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
     from lit_llm.data.datamodule import TokenDataModule
     from lit_llm.module import LitLLM
     import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
