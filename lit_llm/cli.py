@@ -102,22 +102,47 @@ def gather_list_option(args: list[str], option: str) -> list[str]:
     return args[:start] + [json.dumps(args[start:end])] + args[end:]
 
 
-def run_function(name: str, args: list[str]) -> None:
-    from jsonargparse import CLI
+def run_function(function, prog: str, args: list[str]) -> None:
+    """Expose a typed, documented function as a command: its arguments become options, its docstring the help.
 
+    A plain jsonargparse ArgumentParser rather than jsonargparse.CLI: CLI reserves ``--config`` (which
+    `plan` needs for an experiment YAML) and wants ``--json true`` where users type ``--json``.
+    """
+    import inspect
+
+    from docstring_parser import parse as parse_docstring
+    from jsonargparse import ActionYesNo, ArgumentParser
+
+    docs = parse_docstring(function.__doc__ or "")
+    flags = {name: p for name, p in inspect.signature(function).parameters.items() if p.annotation in (bool, "bool")}
+    parser = ArgumentParser(prog=prog, description=docs.short_description)
+    parser.add_function_arguments(function, as_group=False, skip=set(flags))
+    for name, param in flags.items():
+        help_text = next((d.description for d in docs.params if d.arg_name == name), None)
+        parser.add_argument(f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text)
+    function(**parser.parse_args(gather_list_option(args, "--inputs")).as_dict())
+
+
+def function_command(name: str):
+    """The function behind a non-Lightning command (imported lazily: each pulls in different libraries)."""
     if name == "prepare":
         import logging
 
-        from lit_llm.data.prepare import prepare as function
+        from lit_llm.data.prepare import prepare
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    elif name == "generate":
-        from lit_llm.generate import generate_text as function
-    elif name == "consolidate":
-        from lit_llm.checkpointing import consolidate as function
-    else:
-        from lit_llm.plan import plan as function
-    CLI(function, args=gather_list_option(args, "--inputs"), prog=f"lit-llm {name}", as_positional=False)
+        return prepare
+    if name == "generate":
+        from lit_llm.generate import generate_text
+
+        return generate_text
+    if name == "consolidate":
+        from lit_llm.checkpointing import consolidate
+
+        return consolidate
+    from lit_llm.plan import plan
+
+    return plan
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         if command in ("fit", "validate"):
             run_lightning(None if from_shell else argv)
         elif command in ("prepare", "generate", "plan", "consolidate"):
-            run_function(command, args)
+            run_function(function_command(command), f"lit-llm {command}", args)
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except USER_ERRORS as err:

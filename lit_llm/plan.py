@@ -93,9 +93,13 @@ def model_config_from(architecture, source: str) -> ModelConfig:
     if isinstance(architecture, dict):
         unknown = set(architecture) - set(ModelConfig.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"{source}: unknown model.architecture field(s) {sorted(unknown)}; use ModelConfig's fields")
+            raise ValueError(
+                f"{source}: unknown model.architecture field(s) {sorted(unknown)}; use ModelConfig's fields"
+            )
         return ModelConfig(**architecture)
-    raise ValueError(f"{source}: model.architecture must be a preset name or a mapping of ModelConfig fields, got {architecture!r}")
+    raise ValueError(
+        f"{source}: model.architecture must be a preset name or a mapping of ModelConfig fields, got {architecture!r}"
+    )
 
 
 def count_devices(devices, source: str) -> int | None:
@@ -113,13 +117,17 @@ def read_experiment(path: str) -> RunSpec:
     """A LightningCLI experiment YAML (trainer/model/data sections), read without importing Lightning."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"experiment config {path} not found; pass an existing YAML, e.g. --config experiments/shakespeare-char-cpu.yaml")
+        raise FileNotFoundError(
+            f"experiment config {path} not found; pass an existing YAML, "
+            "e.g. --config experiments/shakespeare-char-cpu.yaml"
+        )
     raw = yaml.safe_load(file.read_text()) or {}
     trainer, model, data = (raw.get(section) or {} for section in ("trainer", "model", "data"))
     config, note = resolve_vocab(model_config_from(model.get("architecture"), path), data.get("data_dir"))
     devices = count_devices(trainer.get("devices", "auto"), path)
     micro_batch_size = data.get("batch_size")
     max_steps = trainer.get("max_steps")
+    accumulate = trainer.get("accumulate_grad_batches") or 1
     return RunSpec(
         name=file.stem,
         config=config,
@@ -129,14 +137,16 @@ def read_experiment(path: str) -> RunSpec:
         num_gpus=devices * (trainer.get("num_nodes") or 1) if devices else None,
         max_steps=max_steps if max_steps and max_steps > 0 else None,  # Lightning's -1 means "no step limit"
         sequences_per_step=model.get("global_batch_size"),
-        sequences_per_gpu_step=micro_batch_size * (trainer.get("accumulate_grad_batches") or 1) if micro_batch_size else None,
+        sequences_per_gpu_step=micro_batch_size * accumulate if micro_batch_size else None,
         note=note,
     )
 
 
 def preset_spec(preset: str, precision: str) -> RunSpec:
     config, note = resolve_vocab(ModelConfig.from_preset(preset), None)
-    return RunSpec(name=preset, config=config, seq_len=config.block_size, precision=resolve_precision(precision), note=note)
+    return RunSpec(
+        name=preset, config=config, seq_len=config.block_size, precision=resolve_precision(precision), note=note
+    )
 
 
 def planned_tokens(spec: RunSpec, num_gpus: int, seq_len: int) -> float | None:
@@ -156,7 +166,9 @@ def parse_mfu(mfu: str) -> float | None:
     except ValueError:
         value = math.nan
     if not 0 < value <= 1:
-        raise ValueError(f"--mfu must be a fraction in (0, 1] such as 0.4 (not a percentage), or 'measure'; got {mfu!r}")
+        raise ValueError(
+            f"--mfu must be a fraction in (0, 1] such as 0.4 (not a percentage), or 'measure'; got {mfu!r}"
+        )
     return value
 
 
@@ -181,7 +193,14 @@ def compute_estimate(config: ModelConfig, tokens: float, seq_len: int) -> dict:
     }
 
 
-def time_and_cost(flops_per_token: float, tokens: float, accelerator: Accelerator, num_gpus: int, mfu: float, price_per_gpu_hour: float) -> dict:
+def time_and_cost(
+    flops_per_token: float,
+    tokens: float,
+    accelerator: Accelerator,
+    num_gpus: int,
+    mfu: float,
+    price_per_gpu_hour: float,
+) -> dict:
     tokens_per_second_per_gpu = mfu * accelerator.bf16_tflops * 1e12 / flops_per_token
     seconds = tokens / (tokens_per_second_per_gpu * num_gpus)
     gpu_hours = seconds * num_gpus / 3600
@@ -255,7 +274,9 @@ def block_backward_bytes_per_token(config: ModelConfig, precision: str) -> int:
     return (2 if config.mlp == "swiglu" else 1) * config.intermediate_size * PRECISIONS[precision].compute
 
 
-def activation_bytes(config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, checkpointing: bool) -> int:
+def activation_bytes(
+    config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, checkpointing: bool
+) -> int:
     """Activation memory at its peak. Without checkpointing, every block's saved tensors stay alive until
     backward reaches them, and the peak is when backward starts on the head or on the last block. Checkpointing
     each block keeps only the block inputs and recomputes one block at a time, after the head's buffers are gone."""
@@ -277,18 +298,26 @@ def fsdp_gathered_params(config: ModelConfig) -> int:
     return config.num_params() - config.n_layer * per_block + 2 * per_block
 
 
-def memory_estimate(config: ModelConfig, strategy: str, num_gpus: int, micro_batch_size: int, seq_len: int, precision: str, checkpointing: bool) -> Memory:
+def memory_estimate(
+    config: ModelConfig,
+    strategy: str,
+    num_gpus: int,
+    micro_batch_size: int,
+    seq_len: int,
+    precision: str,
+    checkpointing: bool,
+) -> Memory:
     """Per-GPU peak for "single" (one device), "ddp" (replicated) or "fsdp" (fully sharded over num_gpus)."""
     b = PRECISIONS[precision]
     params = config.num_params()
     activations = activation_bytes(config, micro_batch_size, seq_len, precision, checkpointing)
-    # Mixed precision: autocast's compute-dtype copy of every matmul weight is saved for backward. FSDP does not
-    # shard these: lit_llm.parallel gives fully_shard no MixedPrecisionPolicy, so it gathers the stored dtype.
+    # Mixed precision: autocast's compute-dtype copy of every matmul weight is saved for backward. FSDP avoids
+    # them: lit_llm.parallel gives fully_shard a MixedPrecisionPolicy, so it gathers blocks in the compute dtype.
     weight_copies = config.matmul_params() * b.compute if b.compute != b.weights else 0
     if strategy == "fsdp":
         gathered = fsdp_gathered_params(config)
         return Memory(
-            weights=params * b.weights / num_gpus + gathered * b.weights + weight_copies,
+            weights=params * b.weights / num_gpus + gathered * b.compute,
             grads=params * b.grads / num_gpus + gathered * b.grads,  # unsharded until reduce-scattered
             optimizer=params * b.optimizer / num_gpus,
             activations=activations,
@@ -302,7 +331,9 @@ def memory_budget(accelerator: Accelerator) -> float:
     return HEADROOM * accelerator.memory_gb * GB - FRAMEWORK_OVERHEAD_BYTES
 
 
-def max_micro_batch_size(config: ModelConfig, strategy: str, num_gpus: int, seq_len: int, precision: str, checkpointing: bool, budget: float) -> int:
+def max_micro_batch_size(
+    config: ModelConfig, strategy: str, num_gpus: int, seq_len: int, precision: str, checkpointing: bool, budget: float
+) -> int:
     """Largest micro-batch whose peak fits the budget (activations grow linearly with it; states do not)."""
     states = memory_estimate(config, strategy, num_gpus, 0, seq_len, precision, checkpointing).total
     per_sequence = activation_bytes(config, 1, seq_len, precision, checkpointing)
@@ -328,21 +359,46 @@ def recommend(capacity: dict[str, int], num_gpus: int, micro_batch_size: int | N
     options = [(strategy, ckpt, capacity[setup_name(strategy, ckpt)]) for strategy, ckpt in setups(num_gpus)]
     for strategy, ckpt, largest in options:
         if micro_batch_size is not None and largest >= micro_batch_size:
-            return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": micro_batch_size, "accumulate_grad_batches": 1}
+            return {
+                "strategy": strategy,
+                "activation_checkpointing": ckpt,
+                "micro_batch_size": micro_batch_size,
+                "accumulate_grad_batches": 1,
+            }
     for strategy, ckpt, largest in options:
         if largest < 1:
             continue
         if micro_batch_size is None:
-            return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": 2 ** int(math.log2(largest)), "accumulate_grad_batches": 1}
+            return {
+                "strategy": strategy,
+                "activation_checkpointing": ckpt,
+                "micro_batch_size": 2 ** int(math.log2(largest)),
+                "accumulate_grad_batches": 1,
+            }
         fitting = max(k for k in range(1, largest + 1) if micro_batch_size % k == 0)
-        return {"strategy": strategy, "activation_checkpointing": ckpt, "micro_batch_size": fitting, "accumulate_grad_batches": micro_batch_size // fitting}
+        return {
+            "strategy": strategy,
+            "activation_checkpointing": ckpt,
+            "micro_batch_size": fitting,
+            "accumulate_grad_batches": micro_batch_size // fitting,
+        }
     return None
 
 
-def memory_plan(config: ModelConfig, accelerator: Accelerator, num_gpus: int, micro_batch_size: int | None, seq_len: int, precision: str) -> dict:
+def memory_plan(
+    config: ModelConfig,
+    accelerator: Accelerator,
+    num_gpus: int,
+    micro_batch_size: int | None,
+    seq_len: int,
+    precision: str,
+) -> dict:
     budget = memory_budget(accelerator)
     all_setups = [(s, c) for s in ("single", "ddp", "fsdp") for c in (False, True)]
-    capacity = {setup_name(s, c): max_micro_batch_size(config, s, num_gpus, seq_len, precision, c, budget) for s, c in all_setups}
+    capacity = {
+        setup_name(s, c): max_micro_batch_size(config, s, num_gpus, seq_len, precision, c, budget)
+        for s, c in all_setups
+    }
     recommendation = recommend(capacity, num_gpus, micro_batch_size)
     shown_batch = micro_batch_size or (recommendation["micro_batch_size"] if recommendation else 1)
     strategies = {}
@@ -357,13 +413,26 @@ def memory_plan(config: ModelConfig, accelerator: Accelerator, num_gpus: int, mi
             "fits": memory.total <= budget,
             "max_micro_batch_size": capacity[setup_name(strategy, ckpt)],
         }
-    return {"budget_gb": budget / GB, "micro_batch_size": shown_batch, "strategies": strategies, "recommendation": recommendation}
+    return {
+        "budget_gb": budget / GB,
+        "micro_batch_size": shown_batch,
+        "strategies": strategies,
+        "recommendation": recommendation,
+    }
 
 
 # ---------------------------------------------------------------- measured MFU
 
 
-def training_step_seconds(config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, device: torch.device, steps: int = 5, warmup: int = 2) -> float:
+def training_step_seconds(
+    config: ModelConfig,
+    micro_batch_size: int,
+    seq_len: int,
+    precision: str,
+    device: torch.device,
+    steps: int = 5,
+    warmup: int = 2,
+) -> float:
     """Mean wall time of forward + backward + AdamW steps of lit_llm.model.GPT on ``device`` (eager, no compile)."""
     torch.manual_seed(0)
     with torch.device(device):
@@ -393,7 +462,9 @@ def training_step_seconds(config: ModelConfig, micro_batch_size: int, seq_len: i
     return (time.perf_counter() - start) / steps
 
 
-def measure_mfu(config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, device: torch.device | None = None) -> float:
+def measure_mfu(
+    config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, device: torch.device | None = None
+) -> float:
     """MFU of a few real training steps on this machine's GPU, against its dense bf16 peak from the table.
 
     The plan applies it to ``--gpu``: MFU carries over between similar chips far better than raw speed does."""
@@ -409,8 +480,9 @@ def measure_mfu(config: ModelConfig, micro_batch_size: int, seq_len: int, precis
         seconds = training_step_seconds(config, micro_batch_size, seq_len, precision, device)
     except torch.OutOfMemoryError:
         raise ValueError(
-            f"--mfu measure trains the whole model on this one {accelerator.name}, and micro-batch {micro_batch_size} × "
-            f"{seq_len} tokens does not fit; pass a smaller --micro_batch_size, or a fraction, e.g. --mfu 0.4"
+            f"--mfu measure trains the whole model on this one {accelerator.name}, and micro-batch "
+            f"{micro_batch_size} × {seq_len} tokens does not fit; pass a smaller --micro_batch_size, "
+            "or a fraction, e.g. --mfu 0.4"
         ) from None
     flops = config.flops_per_token(seq_len) * micro_batch_size * seq_len
     return flops / seconds / (accelerator.bf16_tflops * 1e12)
@@ -444,31 +516,39 @@ def duration(seconds: float) -> str:
 
 def format_report(r: dict) -> str:
     memory = r["memory"]
+    defaulted = " (default: compute-optimal)" if r["tokens_defaulted"] else ""
     lines = [
         f"lit-llm plan: {r['name']} on {r['num_gpus']} × {r['gpu']} ({r['precision']}, seq_len {r['seq_len']:,})",
         *([f"  note: {r['note']}"] if r["note"] else []),
         "",
         "Model and compute",
-        f"  parameters      {human(r['params'])} total, {human(r['params_non_embedding'])} non-embedding ({human(r['params_matmul'])} in matmuls)",
-        f"  training FLOPs  {r['flops']:.3g} = 6·N·D {r['flops_6nd']:.3g} + attention {r['flops_attention']:.3g} ({human(r['flops_per_token'])} FLOPs/token)",
-        f"  tokens          {human(r['tokens'])} planned{' (default: compute-optimal)' if r['tokens_defaulted'] else ''} "
-        f"vs {human(r['compute_optimal_tokens'])} compute-optimal (Chinchilla, {CHINCHILLA_TOKENS_PER_PARAM} tokens/param); "
+        f"  parameters      {human(r['params'])} total, {human(r['params_non_embedding'])} non-embedding "
+        f"({human(r['params_matmul'])} in matmuls)",
+        f"  training FLOPs  {r['flops']:.3g} = 6·N·D {r['flops_6nd']:.3g} + attention {r['flops_attention']:.3g} "
+        f"({human(r['flops_per_token'])} FLOPs/token)",
+        f"  tokens          {human(r['tokens'])} planned{defaulted} "
+        f"vs {human(r['compute_optimal_tokens'])} compute-optimal "
+        f"(Chinchilla, {CHINCHILLA_TOKENS_PER_PARAM} tokens/param); "
         f"planned is {r['tokens_per_param']:.1f} tokens/param",
         "",
-        f"Time and cost at {r['mfu']:.1%} MFU ({r['mfu_source']}) of {r['gpu']}'s {r['peak_tflops']:g} TFLOP/s bf16 peak",
-        f"  throughput      {r['tokens_per_second_per_gpu']:,.0f} tokens/s per GPU, {human(r['tokens_per_second_per_gpu'] * r['num_gpus'])} tokens/s in all",
+        f"Time and cost at {r['mfu']:.1%} MFU ({r['mfu_source']}) "
+        f"of {r['gpu']}'s {r['peak_tflops']:g} TFLOP/s bf16 peak",
+        f"  throughput      {r['tokens_per_second_per_gpu']:,.0f} tokens/s per GPU, "
+        f"{human(r['tokens_per_second_per_gpu'] * r['num_gpus'])} tokens/s in all",
         f"  wall-clock      {duration(r['seconds'])} on {r['num_gpus']} GPU(s)",
         f"  GPU-hours       {amount(r['gpu_hours'])}",
         f"  cost            ${amount(r['cost'])} at ${r['price_per_gpu_hour']:.2f}/GPU-hour",
         "",
         f"Memory per GPU at micro-batch {memory['micro_batch_size']} × {r['seq_len']:,} tokens, GB "
-        f"(budget {memory['budget_gb']:.1f}: {HEADROOM:.0%} of {r['gpu_memory_gb']:g} minus {FRAMEWORK_OVERHEAD_BYTES / GB:g} framework)",
+        f"(budget {memory['budget_gb']:.1f}: {HEADROOM:.0%} of {r['gpu_memory_gb']:g} "
+        f"minus {FRAMEWORK_OVERHEAD_BYTES / GB:g} framework)",
         f"  {'setup':<12}{'weights':>9}{'grads':>8}{'AdamW':>8}{'activ.':>9}{'total':>9}  fits  max micro-batch",
     ]
     for name, s in memory["strategies"].items():
         lines.append(
-            f"  {name:<12}{s['weights_gb']:>9.2f}{s['grads_gb']:>8.2f}{s['optimizer_gb']:>8.2f}{s['activations_gb']:>9.2f}"
-            f"{s['memory_per_gpu_gb']:>9.2f}  {'yes' if s['fits'] else 'no':<4}  {s['max_micro_batch_size']}"
+            f"  {name:<12}{s['weights_gb']:>9.2f}{s['grads_gb']:>8.2f}{s['optimizer_gb']:>8.2f}"
+            f"{s['activations_gb']:>9.2f}{s['memory_per_gpu_gb']:>9.2f}  {'yes' if s['fits'] else 'no':<4}  "
+            f"{s['max_micro_batch_size']}"
         )
     lines += ["", recommendation_line(memory["recommendation"], r)]
     return "\n".join(lines)
@@ -476,10 +556,20 @@ def format_report(r: dict) -> str:
 
 def recommendation_line(rec: dict | None, r: dict) -> str:
     if rec is None and r["num_gpus"] == 1:
-        return f"Recommendation: does not fit on one {r['gpu']} even with activation checkpointing at micro-batch 1; shard it with FSDP over more GPUs (--num_gpus) or use a larger card."
+        return (
+            f"Recommendation: does not fit on one {r['gpu']} even with activation checkpointing at micro-batch 1; "
+            "shard it with FSDP over more GPUs (--num_gpus) or use a larger card."
+        )
     if rec is None:
-        return f"Recommendation: does not fit on {r['num_gpus']} × {r['gpu']} even with FSDP + activation checkpointing at micro-batch 1; use more GPUs or a larger card."
-    checkpointing = " + activation checkpointing (recomputes the forward: ~33% more compute than planned above)" if rec["activation_checkpointing"] else ""
+        return (
+            f"Recommendation: does not fit on {r['num_gpus']} × {r['gpu']} even with FSDP + activation checkpointing "
+            "at micro-batch 1; use more GPUs or a larger card."
+        )
+    checkpointing = (
+        " + activation checkpointing (recomputes the forward: ~33% more compute than planned above)"
+        if rec["activation_checkpointing"]
+        else ""
+    )
     line = f"Recommendation: {rec['strategy']}{checkpointing}, micro-batch {rec['micro_batch_size']}"
     if rec["accumulate_grad_batches"] > 1:
         line += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
@@ -489,12 +579,30 @@ def recommendation_line(rec: dict | None, r: dict) -> str:
 # ---------------------------------------------------------------- entry points
 
 
+def validate(
+    config: ModelConfig, num_gpus: int, micro_batch_size: int | None, seq_len: int, tokens: float | None, price: float
+) -> None:
+    if num_gpus < 1:
+        raise ValueError(f"--num_gpus must be at least 1, got {num_gpus}")
+    if micro_batch_size is not None and micro_batch_size < 1:
+        raise ValueError(
+            f"--micro_batch_size must be at least 1, got {micro_batch_size}; "
+            "or leave it out to get the largest that fits"
+        )
+    if not 1 <= seq_len <= config.block_size:
+        raise ValueError(f"--seq_len {seq_len} must be between 1 and the model's block_size {config.block_size}")
+    if tokens is not None and not tokens > 0:
+        raise ValueError(f"--tokens must be positive, got {tokens}; e.g. --tokens 10e9")
+    if price < 0:
+        raise ValueError(f"--price_per_gpu_hour must not be negative, got {price}")
+
+
 def plan(
     config: str | None = None,
     preset: str | None = None,
     tokens: float | None = None,
     gpu: str = "h100-sxm",
-    num_gpus: int = 1,
+    num_gpus: int | None = None,
     mfu: str = "0.4",
     price_per_gpu_hour: float = 2.5,
     micro_batch_size: int | None = None,
@@ -528,11 +636,13 @@ def plan(
         json: Print the plan as JSON instead of a report.
     """
     if (config is None) == (preset is None):
-        raise ValueError(f"pass exactly one of --config (an experiment YAML) or --preset (one of: {', '.join(PRESETS)})")
+        raise ValueError(
+            f"pass exactly one of --config (an experiment YAML) or --preset (one of: {', '.join(PRESETS)})"
+        )
     spec = read_experiment(config) if config is not None else preset_spec(preset, precision)
     accelerator = get_accelerator(gpu)
     given_mfu = parse_mfu(mfu)
-    num_gpus = spec.num_gpus if num_gpus == 1 and spec.num_gpus else num_gpus  # the default 1 defers to the YAML
+    num_gpus = (spec.num_gpus or 1) if num_gpus is None else num_gpus  # the command line wins over the YAML
     micro_batch_size = spec.micro_batch_size if micro_batch_size is None else micro_batch_size
     seq_len = spec.seq_len if seq_len is None else seq_len
     validate(spec.config, num_gpus, micro_batch_size, seq_len, tokens, price_per_gpu_hour)
@@ -556,7 +666,9 @@ def plan(
         "price_per_gpu_hour": price_per_gpu_hour,
         "tokens_defaulted": planned is None,
         **estimate,
-        **time_and_cost(estimate["flops_per_token"], estimate["tokens"], accelerator, num_gpus, mfu_value, price_per_gpu_hour),
+        **time_and_cost(
+            estimate["flops_per_token"], estimate["tokens"], accelerator, num_gpus, mfu_value, price_per_gpu_hour
+        ),
         "memory": memory,
         "memory_per_gpu_gb": {name: s["memory_per_gpu_gb"] for name, s in memory["strategies"].items()},
     }
@@ -564,26 +676,17 @@ def plan(
     return result
 
 
-def validate(config: ModelConfig, num_gpus: int, micro_batch_size: int | None, seq_len: int, tokens: float | None, price: float) -> None:
-    if num_gpus < 1:
-        raise ValueError(f"--num_gpus must be at least 1, got {num_gpus}")
-    if micro_batch_size is not None and micro_batch_size < 1:
-        raise ValueError(f"--micro_batch_size must be at least 1, got {micro_batch_size}; or leave it out to get the largest that fits")
-    if not 1 <= seq_len <= config.block_size:
-        raise ValueError(f"--seq_len {seq_len} must be between 1 and the model's block_size {config.block_size}")
-    if tokens is not None and not tokens > 0:
-        raise ValueError(f"--tokens must be positive, got {tokens}; e.g. --tokens 10e9")
-    if price < 0:
-        raise ValueError(f"--price_per_gpu_hour must not be negative, got {price}")
-
-
-def run_cost_summary(config: ModelConfig, tokens: int, seconds: float, num_devices: int, seq_len: int, accelerator: Accelerator | None) -> str:
+def run_cost_summary(
+    config: ModelConfig, tokens: int, seconds: float, num_devices: int, seq_len: int, accelerator: Accelerator | None
+) -> str:
     """What a finished run actually cost, in the units of `lit-llm plan`'s report (for the end of `fit`)."""
     lines = [
         "Run cost (same units as `lit-llm plan`)",
         f"  tokens          {human(tokens)}",
         f"  wall-clock      {duration(seconds)} on {num_devices} device(s)",
-        f"  GPU-hours       {amount(seconds * num_devices / 3600)} ({accelerator.name})" if accelerator else f"  device-hours    {amount(seconds * num_devices / 3600)}",
+        f"  GPU-hours       {amount(seconds * num_devices / 3600)} ({accelerator.name})"
+        if accelerator
+        else f"  device-hours    {amount(seconds * num_devices / 3600)}",
     ]
     if seconds <= 0 or tokens <= 0:
         return "\n".join(lines)
@@ -591,7 +694,11 @@ def run_cost_summary(config: ModelConfig, tokens: int, seconds: float, num_devic
     flops_per_second = tokens_per_second * config.flops_per_token(seq_len)
     lines.append(f"  throughput      {tokens_per_second:,.0f} tokens/s per device")
     if accelerator:
-        lines.append(f"  achieved MFU    {flops_per_second / (accelerator.bf16_tflops * 1e12):.1%} of {accelerator.bf16_tflops:g} TFLOP/s bf16 peak")
+        mfu = flops_per_second / (accelerator.bf16_tflops * 1e12)
+        lines.append(f"  achieved MFU    {mfu:.1%} of {accelerator.bf16_tflops:g} TFLOP/s bf16 peak")
     else:
-        lines.append(f"  achieved        {flops_per_second / 1e12:.3g} TFLOP/s per device (no MFU: device not in lit_llm.hardware's table)")
+        lines.append(
+            f"  achieved        {flops_per_second / 1e12:.3g} TFLOP/s per device "
+            "(no MFU: device not in lit_llm.hardware's table)"
+        )
     return "\n".join(lines)

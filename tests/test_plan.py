@@ -24,10 +24,10 @@ from lit_llm.plan import (
     PRECISIONS,
     block_activation_bytes_per_token,
     compute_estimate,
+    max_micro_batch_size,
     measure_mfu,
     memory_budget,
     memory_estimate,
-    max_micro_batch_size,
     plan,
     run_cost_summary,
 )
@@ -108,7 +108,9 @@ def test_tokens_default_to_compute_optimal(capsys):
 
 ARCHITECTURES = {
     "gpt2-style": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=128),
-    "llama-style": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=128, positions="rope", norm="rmsnorm", mlp="swiglu"),
+    "llama-style": dict(
+        n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=128, positions="rope", norm="rmsnorm", mlp="swiglu"
+    ),
 }
 # Grouped-query attention is checked in bf16 only: in fp32 CUDA falls back to SDPA's math kernel (the plan counts its
 # T×T probabilities), while the CPU kernel that runs these tests does not.
@@ -143,7 +145,9 @@ def test_block_activation_formula_matches_what_autograd_saves(architecture, prec
     """One more block adds exactly what the per-block formula says (plus autocast's bf16 copy of its weights)."""
     config = ModelConfig(**(GQA if architecture == "gqa" else ARCHITECTURES[architecture]))
     batch_size = 2
-    measured = saved_bytes(replace(config, n_layer=3), batch_size, precision) - saved_bytes(config, batch_size, precision)
+    measured = saved_bytes(replace(config, n_layer=3), batch_size, precision) - saved_bytes(
+        config, batch_size, precision
+    )
     block_params = config.num_params(include_embeddings=False) // config.n_layer
     weight_copies = block_params * 2 if precision == "bf16-mixed" else 0
     tokens = batch_size * config.block_size
@@ -156,7 +160,8 @@ def test_only_fp32_grouped_query_attention_stores_the_attention_matrix():
     mha, gqa = ModelConfig(**ARCHITECTURES["llama-style"]), ModelConfig(**GQA)
 
     def growth(config: ModelConfig, precision: str) -> int:  # bytes per token added by doubling the context
-        return block_activation_bytes_per_token(config, precision, 64) - block_activation_bytes_per_token(config, precision, 32)
+        short, long = (block_activation_bytes_per_token(config, precision, seq_len) for seq_len in (32, 64))
+        return long - short
 
     assert growth(mha, "32-true") == growth(gqa, "bf16-mixed") == 0
     assert growth(gqa, "32-true") == gqa.n_head * 32 * 4
@@ -190,50 +195,55 @@ def peak_above_now(config, batch_size, seq_len, checkpointing):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
 
 args = json.loads(sys.argv[1])
-config = ModelConfig(**args["config"])
 torch.set_num_threads(1)
-peak_above_now(ModelConfig(**{**args["config"], "n_layer": 1}), 1, 8, True)  # load kernels, autograd, AdamW
-# ru_maxrss only grows, so a smaller (checkpointed) run goes first; the caller checks the order held.
-print(json.dumps([peak_above_now(config, args["batch_size"], 128, ckpt) for ckpt in args["checkpointing"]]))
+peak_above_now(ModelConfig(**{**args["runs"][0][0], "n_layer": 1}), 1, 8, True)  # load kernels, autograd, AdamW
+peaks = [peak_above_now(ModelConfig(**config), args["batch_size"], 128, ckpt) for config, ckpt in args["runs"]]
+print(json.dumps(peaks))
 """
 PEAK_SHAPE = dict(n_layer=4, n_embd=128, block_size=128, vocab_size=320)
-PEAK_CONFIGS = {  # name: (config, checkpointing settings measured, in order)
-    **{name: ({**config, **PEAK_SHAPE}, [True, False]) for name, config in ARCHITECTURES.items()},
+PEAK_CONFIGS = {
+    **{name: {**config, **PEAK_SHAPE} for name, config in ARCHITECTURES.items()},
     # Real vocabularies dwarf the block activations of small models: this one is mostly logits and their gradients.
-    "big-vocab": ({**ARCHITECTURES["gpt2-style"], "n_layer": 1, "block_size": 128, "vocab_size": 4096}, [False]),
+    "big-vocab": {**ARCHITECTURES["gpt2-style"], "n_layer": 1, "block_size": 128, "vocab_size": 4096},
 }
+# (model, checkpointing) runs, one process per line. ru_maxrss only grows, so each process runs its cases in order
+# of increasing peak, and the fixture checks that order held.
+PEAK_PROCESSES = [
+    [("gpt2-style", True), ("gpt2-style", False), ("big-vocab", False)],
+    [("llama-style", True), ("llama-style", False)],
+]
 PEAK_BATCH_SIZE = 16
 
 
 @pytest.fixture(scope="module")
 def measured_peaks() -> dict:
-    """Peak RSS of two training steps above a warmed-up baseline, one fresh process per architecture.
+    """Peak RSS of two training steps above a warmed-up baseline, in fresh processes.
 
     glibc would keep freed tensors in its heap (and grow its mmap threshold), so RSS would show its caching rather
     than what training needs; a fixed low mmap threshold hands every tensor over 128 KiB back to the OS on free.
     """
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": str(REPO)}
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", PEAK_SCRIPT, json.dumps({"config": config, "batch_size": PEAK_BATCH_SIZE, "checkpointing": ckpts})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    processes = []
+    for runs in PEAK_PROCESSES:
+        args = {"runs": [(PEAK_CONFIGS[name], ckpt) for name, ckpt in runs], "batch_size": PEAK_BATCH_SIZE}
+        command = [sys.executable, "-c", PEAK_SCRIPT, json.dumps(args)]
+        processes.append(
+            (runs, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True))
         )
-        for name, (config, ckpts) in PEAK_CONFIGS.items()
-    }
     peaks = {}
-    for name, process in processes.items():
+    for runs, process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         measured = json.loads(out)
         assert measured == sorted(measured) and len(set(measured)) == len(measured)  # each high-water mark is its own
-        peaks.update({(name, ckpt): peak for ckpt, peak in zip(PEAK_CONFIGS[name][1], measured)})
+        peaks.update(zip(runs, measured, strict=True))
     return peaks
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and glibc's malloc settings")
-@pytest.mark.parametrize("name, checkpointing", [(n, c) for n, (_, ckpts) in PEAK_CONFIGS.items() for c in ckpts])
+@pytest.mark.parametrize("name, checkpointing", [run for runs in PEAK_PROCESSES for run in runs])
 def test_memory_estimate_within_20_percent_of_measured_peak(measured_peaks, name, checkpointing):
-    config = ModelConfig(**PEAK_CONFIGS[name][0])
+    config = ModelConfig(**PEAK_CONFIGS[name])
     estimate = memory_estimate(config, "single", 1, PEAK_BATCH_SIZE, 128, "32-true", checkpointing).total
     measured = measured_peaks[name, checkpointing]
     assert measured > 30e6  # large enough that interpreter noise cannot decide the comparison
@@ -254,7 +264,9 @@ def test_training_state_bytes_per_param(precision, bytes_per_param):
 
 def test_ddp_buckets_double_gradients_and_fsdp_shards_states():
     config = ModelConfig.from_preset("llama2-7b")
-    single, ddp, fsdp = (memory_estimate(config, s, 64, 1, 4096, "bf16-mixed", False) for s in ("single", "ddp", "fsdp"))
+    single, ddp, fsdp = (
+        memory_estimate(config, s, 64, 1, 4096, "bf16-mixed", False) for s in ("single", "ddp", "fsdp")
+    )
     assert ddp.grads == 2 * single.grads
     assert fsdp.optimizer == pytest.approx(single.optimizer / 64)
     assert fsdp.activations == single.activations
@@ -282,7 +294,10 @@ def test_max_micro_batch_size_is_the_largest_that_fits():
 def test_small_model_recommends_plain_training_at_the_planned_micro_batch(capsys):
     result = plan(preset="gpt2-124m", tokens=10e9, gpu="h100-sxm", num_gpus=1, micro_batch_size=8)
     assert result["memory"]["recommendation"] == {
-        "strategy": "single", "activation_checkpointing": False, "micro_batch_size": 8, "accumulate_grad_batches": 1
+        "strategy": "single",
+        "activation_checkpointing": False,
+        "micro_batch_size": 8,
+        "accumulate_grad_batches": 1,
     }
     assert result["memory"]["strategies"]["single"]["fits"]
     assert "Recommendation: single, micro-batch 8." in capsys.readouterr().out
@@ -344,7 +359,9 @@ def test_yaml_global_batch_is_fixed_while_per_gpu_batches_scale_with_num_gpus(tm
     data = {"data_dir": prepared_data(tmp_path, 300), "batch_size": 4}
     per_gpu = write_experiment(tmp_path, {"max_steps": 10, "devices": 1}, {"architecture": TINY}, data)
     assert plan(config=per_gpu, num_gpus=8)["tokens"] == 10 * 4 * 8 * 64
-    fixed = write_experiment(tmp_path, {"max_steps": 10, "devices": 1}, {"architecture": TINY, "global_batch_size": 48}, data)
+    fixed = write_experiment(
+        tmp_path, {"max_steps": 10, "devices": 1}, {"architecture": TINY, "global_batch_size": 48}, data
+    )
     assert plan(config=fixed, num_gpus=8)["tokens"] == 10 * 48 * 64
     assert plan(config=fixed, tokens=1e6)["tokens"] == 1e6
 
@@ -461,4 +478,4 @@ def test_run_cost_summary_closes_the_loop_with_the_plan():
 
 def test_run_cost_summary_without_a_known_chip_reports_tflops():
     summary = run_cost_summary(ModelConfig.from_preset("micro", vocab_size=320), 1_000_000, 100.0, 1, 256, None)
-    assert "TFLOP/s" in summary and "MFU" not in summary.split("no MFU")[0]
+    assert "TFLOP/s per device" in summary and "device-hours" in summary and "achieved MFU" not in summary
