@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Literal
@@ -100,6 +101,8 @@ class LitLLM(L.LightningModule):
         self.source_val_losses = torch.nn.ModuleList(MeanMetric() for _ in names).to(self.device)
         if stage == "fit":
             self._derive_accumulation(datamodule.batch_size)
+            if isinstance(self.trainer.val_check_interval, int):  # the YAML counts optimizer steps, Lightning batches
+                self.trainer.val_check_interval *= self.trainer.accumulate_grad_batches
 
     def _derive_accumulation(self, micro_batch: int) -> None:
         """Keep the global batch the YAML asks for, whatever the device count."""
@@ -114,8 +117,6 @@ class LitLLM(L.LightningModule):
         accumulation = self.global_batch_size // per_step
         trainer = self.trainer
         trainer.accumulate_grad_batches = accumulation
-        if isinstance(trainer.val_check_interval, int):  # the YAML counts optimizer steps, Lightning counts batches
-            trainer.val_check_interval *= accumulation
         rank_zero_info(
             f"global batch {self.global_batch_size} sequences = micro batch {micro_batch} × {trainer.world_size} "
             f"device(s) × {accumulation} accumulation step(s)"
@@ -126,9 +127,12 @@ class LitLLM(L.LightningModule):
             return
         if self.config is None:
             raise RuntimeError("LitLLM needs a datamodule (lit_llm.data.TokenDataModule) to learn its vocabulary")
-        self.model = GPT(self.config)
-        from lit_llm.parallel import apply_parallelism
+        from lit_llm.parallel import apply_parallelism, is_sharded
 
+        # A sharded model is built on the meta device and materialised shard by shard: no rank ever holds
+        # the whole model.
+        with torch.device("meta") if is_sharded(self.trainer.strategy) else contextlib.nullcontext():
+            self.model = GPT(self.config)
         apply_parallelism(self, self.model)
 
     # ---- objective ----------------------------------------------------------------------------

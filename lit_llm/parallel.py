@@ -50,8 +50,13 @@ if "fsdp2" not in StrategyRegistry:
     StrategyRegistry.register("fsdp2", FSDP2Strategy, description="FSDP2: fully_shard each block, then the root")
 
 
+def is_sharded(strategy) -> bool:
+    return isinstance(strategy, ModelParallelStrategy)
+
+
 def apply_parallelism(module: L.LightningModule, model: GPT) -> None:
-    """Checkpoint activations, shard (FSDP2 when the strategy is model-parallel), then compile.
+    """Checkpoint activations, shard (FSDP2 when the strategy is model-parallel; the model then arrives on
+    the meta device and is materialised here), then compile.
 
     The order matters: checkpoint wrappers go inside the shards, and compiling comes last so it sees the
     sharded modules (Lightning's guide for ModelParallelStrategy).
@@ -60,7 +65,7 @@ def apply_parallelism(module: L.LightningModule, model: GPT) -> None:
         # checkpoint_wrapper strips its own prefix from state dicts, so checkpoints stay interchangeable.
         for i, block in enumerate(model.blocks):
             model.blocks[i] = checkpoint_wrapper(block)
-    if isinstance(module.trainer.strategy, ModelParallelStrategy):
+    if is_sharded(module.trainer.strategy):
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = module.device_mesh["data_parallel"]
@@ -71,5 +76,7 @@ def apply_parallelism(module: L.LightningModule, model: GPT) -> None:
         for block in model.blocks:
             fully_shard(block, mesh=mesh, mp_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=policy)
+        model.to_empty(device=module.device)  # allocate this rank's shards, then initialise them
+        model.init_weights()
     if module.compile:
         model.compile()
