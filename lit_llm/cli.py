@@ -17,7 +17,9 @@ commands:
   prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
   fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
   validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
-  generate   sample a continuation of a prompt from a checkpoint or run folder
+  generate   sample continuations of prompts from a checkpoint, run folder or Hugging Face folder
+  evaluate   loss, perplexity and bits per byte on text files or prepared datasets
+  export     write a checkpoint as a Hugging Face transformers model folder
   plan       estimate compute, time, memory and cost of a run before starting it
   consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
 """
@@ -136,6 +138,14 @@ def function_command(name: str):
         from lit_llm.generate import generate_text
 
         return generate_text
+    if name == "evaluate":
+        from lit_llm.evaluate import evaluate
+
+        return evaluate
+    if name == "export":
+        from lit_llm.export import export
+
+        return export
     if name == "consolidate":
         from lit_llm.checkpointing import consolidate
 
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command in ("fit", "validate"):
             run_lightning(None if from_shell else argv)
-        elif command in ("prepare", "generate", "plan", "consolidate"):
+        elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate"):
             run_function(function_command(command), f"lit-llm {command}", args)
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")

@@ -27,6 +27,7 @@ class LitLLM(L.LightningModule):
     def __init__(
         self,
         architecture: str | ModelConfig = "micro",
+        init_from: str | None = None,
         learning_rate: float = 6e-4,
         min_lr: float | None = None,
         lr_schedule: Literal["cosine", "wsd", "constant"] = "cosine",
@@ -45,6 +46,9 @@ class LitLLM(L.LightningModule):
         """
         Args:
             architecture: a preset name from lit_llm.config.PRESETS, or ModelConfig fields.
+            init_from: continue pre-training an existing model: a lit-llm checkpoint, run folder or Hugging
+                Face GPT-2/Llama folder. Its architecture replaces ``architecture``, and the data must be
+                prepared with its tokenizer (``lit-llm prepare --tokenizer FOLDER/tokenizer.json``).
             learning_rate: peak learning rate, reached after ``warmup_steps``.
             min_lr: final learning rate of the cosine / WSD decay (default: learning_rate / 10).
             lr_schedule: ``cosine`` (warmup then cosine to min_lr), ``wsd`` (warmup, stable, then linear
@@ -67,6 +71,14 @@ class LitLLM(L.LightningModule):
             architecture = ModelConfig.from_preset(architecture)
         elif isinstance(architecture, dict):  # from Python; the CLI already gives a ModelConfig
             architecture = ModelConfig(**architecture)
+        self.init_from = init_from
+        self.initial_weights: dict[str, torch.Tensor] | None = None
+        self.initial_tokenizer: Tokenizer | None = None
+        if init_from is not None:  # read now: the data module sizes its sequences from the architecture
+            from lit_llm.generate import load_weights
+
+            architecture, self.initial_weights, self.initial_tokenizer = load_weights(init_from)
+            rank_zero_info(f"initialising from {init_from}: {architecture.num_params():,} parameters")
         self.architecture = architecture
         self.learning_rate = learning_rate
         self.min_lr = learning_rate / 10 if min_lr is None else min_lr
@@ -95,6 +107,11 @@ class LitLLM(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         self.tokenizer = datamodule.tokenizer
+        if self.initial_tokenizer is not None and self.initial_tokenizer.backend.get_vocab() != self.tokenizer.backend.get_vocab():
+            raise ValueError(
+                f"the data was prepared with another tokenizer than {self.init_from}'s; prepare it again with "
+                f"--tokenizer {self.init_from}/tokenizer.json (or the checkpoint's tokenizer)"
+            )
         self.config = self.architecture.with_vocab(datamodule.vocab_size)
         # one loss per validation source when the data module mixes several (val/<name>/loss)
         names = getattr(datamodule, "val_source_names", [])
@@ -127,13 +144,16 @@ class LitLLM(L.LightningModule):
             return
         if self.config is None:
             raise RuntimeError("LitLLM needs a datamodule (lit_llm.data.TokenDataModule) to learn its vocabulary")
-        from lit_llm.parallel import apply_parallelism, is_sharded
+        from lit_llm.parallel import apply_parallelism, is_sharded, load_full_state_dict
 
         # A sharded model is built on the meta device and materialised shard by shard: no rank ever holds
         # the whole model.
         with torch.device("meta") if is_sharded(self.trainer.strategy) else contextlib.nullcontext():
             self.model = GPT(self.config)
         apply_parallelism(self, self.model)
+        if self.initial_weights is not None:
+            load_full_state_dict(self.model, self.initial_weights)
+            self.initial_weights = None
 
     # ---- objective ----------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -80,3 +80,12 @@ def apply_parallelism(module: L.LightningModule, model: GPT) -> None:
         model.init_weights()
     if module.compile:
         model.compile()
+
+
+def load_full_state_dict(model: GPT, state: dict[str, torch.Tensor]) -> None:
+    """Load unsharded weights into a model however it was wrapped (FSDP2 shards, checkpoint wrappers)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if model.config.tie_embeddings and "lm_head.weight" not in state:  # sharded checkpoints store it once
+        state = {**state, "lm_head.weight": state["wte.weight"]}
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))

@@ -69,3 +69,28 @@ def test_global_batch_sets_gradient_accumulation(byte_dataset, tmp_path):
     assert trainer.accumulate_grad_batches == 3  # 12 = micro batch 4 x 1 device x 3
     with pytest.raises(ValueError, match="global_batch_size=10 is not a multiple"):
         train(byte_dataset, tmp_path, L.Callback(), max_steps=3, global_batch_size=10)
+
+
+def test_init_from_continues_an_existing_model(byte_dataset, tmp_path):
+    source, trainer = train(byte_dataset, tmp_path / "source", L.Callback(), max_steps=4)
+    checkpoint = tmp_path / "source.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    continued = LitLLM("micro", init_from=str(checkpoint), sample_tokens=0)  # the checkpoint's shape wins
+    L.Trainer(accelerator="cpu", logger=False, limit_val_batches=1, enable_progress_bar=False).validate(
+        continued, datamodule=TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0)
+    )
+    assert continued.config == source.config
+    for (name, a), b in zip(source.model.state_dict().items(), continued.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_init_from_refuses_data_with_another_tokenizer(byte_dataset, shakespeare_slice, tmp_path):
+    from lit_llm.data.prepare import prepare
+
+    _, trainer = train(byte_dataset, tmp_path / "source", L.Callback(), max_steps=1)
+    trainer.save_checkpoint(tmp_path / "source.ckpt")
+    bpe_data = tmp_path / "bpe"
+    prepare([str(shakespeare_slice)], str(bpe_data), tokenizer="bpe", vocab_size=300, num_workers=1)
+    module = LitLLM(SMALL, init_from=str(tmp_path / "source.ckpt"))
+    with pytest.raises(ValueError, match="prepared with another tokenizer"):
+        L.Trainer(accelerator="cpu", logger=False).validate(module, datamodule=TokenDataModule(str(bpe_data), num_workers=0))
