@@ -1,15 +1,20 @@
-"""Callbacks: throughput/MFU logging with an end-of-run cost summary, and text samples at validation."""
+"""Trainer plug-ins: throughput/MFU logging with an end-of-run cost summary, text samples at validation,
+and the checkpoint callback and writer."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections import deque
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_llm.checkpointing import save_atomically
 from lit_llm.generate import generate
 from lit_llm.hardware import detect_accelerator
 
@@ -84,3 +89,20 @@ class TextSampler(L.Callback):
         if trainer.is_global_zero and trainer.logger is not None and hasattr(trainer.logger.experiment, "add_text"):
             # Markdown needs indented lines to keep line breaks.
             trainer.logger.experiment.add_text("samples", "    " + text.replace("\n", "\n    "), trainer.global_step)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves through ``save_atomically``: Lightning's own save stages the file in the system temp folder and
+    moves it, which is a copy (not atomic) whenever that folder is on another file system than the run."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save_atomically(checkpoint, Path(path))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus: ``last.ckpt`` always holds the final step when training ends
+    (Lightning only writes it at the end if it was never written before)."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

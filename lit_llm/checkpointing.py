@@ -1,4 +1,7 @@
-"""Checkpoint files: atomic writes, `last.ckpt` at the end of every run, and consolidation of sharded ones."""
+"""Checkpoint files: atomic writes, safe reading of files and sharded folders, consolidation.
+
+Plain PyTorch, so `generate`, `evaluate` and `export` start without importing Lightning.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 def replace_atomically(tmp: Path, path: Path) -> None:
@@ -24,31 +25,15 @@ def replace_atomically(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # files: one atomic rename
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes ``NAME.tmp`` beside the target, flushes it to disk, then renames it into place.
-
-    Lightning's own save stages the file in the system temp folder and moves it, which is a copy (not
-    atomic) whenever that folder is on another file system than the checkpoints.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        replace_atomically(tmp, path)
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, plus: ``last.ckpt`` always holds the final step when training ends
-    (Lightning only writes it at the end if it was never written before)."""
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.save_last and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to ``NAME.tmp`` beside the target, flushed to disk, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    replace_atomically(tmp, path)
 
 
 SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sharded checkpoint folder
@@ -91,6 +76,5 @@ def consolidate(checkpoint: str, output: str) -> None:
     if not is_sharded_checkpoint(source):
         raise ValueError(f"{source} is not a sharded checkpoint folder (no {SHARDED_METADATA}); it can be used as it is")
     state = read_checkpoint(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    AtomicCheckpointIO().save_checkpoint({k: v for k, v in state.items() if not k.startswith("optimizer")}, target)
+    save_atomically({k: v for k, v in state.items() if not k.startswith("optimizer")}, target)
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) from {source}")

@@ -1,15 +1,12 @@
-"""`lit-llm`: LightningCLI for fit/validate, plus the project's own subcommands. Wiring only."""
+"""`lit-llm`: dispatches to LightningCLI (fit, validate) or to the project's own commands. Wiring only.
+
+Imports stay lazy so that `lit-llm generate`, `plan` or `--help` do not pay for importing Lightning.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import warnings
-from pathlib import Path
-
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
-from lit_llm.checkpointing import RunCheckpoint
 
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
 
@@ -24,73 +21,9 @@ commands:
   consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
 """
 
-# Errors a user can fix from the message alone: shown as one line, without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
-
-
-class LitLLMCLI(LightningCLI):
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}, "validate": {"model", "dataloaders", "datamodule"}}
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # Periodic checkpoints (all kept) and last.ckpt; the module adds best.ckpt by val/loss.
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.filename": "step-{step:06d}",
-                "checkpoint.every_n_train_steps": 1000,
-                "checkpoint.save_top_k": -1,
-                "checkpoint.save_last": True,
-                "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.enable_version_counter": False,
-            }
-        )
-
-    def before_instantiate_classes(self) -> None:
-        """Log to TensorBoard directly in the run folder (default_root_dir), which also holds checkpoints/."""
-        trainer = self.config[self.subcommand].trainer
-        if trainer.logger in (None, True):
-            trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": trainer.default_root_dir or "checkpoints/run", "name": "", "version": ""},
-            }
-
-    def before_fit(self) -> None:
-        """Never mix two runs in one folder: a fresh fit into a folder that holds a run must resume or move."""
-        if self.config.fit.ckpt_path is None:
-            last = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-            if last.exists():
-                raise FileExistsError(
-                    f"{last.parent.parent} already holds a run; resume it with --ckpt_path last, "
-                    f"or start a new one with another --trainer.default_root_dir"
-                )
-
-
-def run_lightning(args: list[str] | None) -> None:
-    # Lightning warns that a sized IterableDataset may mislead with workers; LitData shards per worker itself.
-    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
-    # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
-    warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
-    from lit_llm.data.datamodule import TokenDataModule
-    from lit_llm.module import LitLLM
-    import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
-
-    LitLLMCLI(
-        LitLLM,
-        TokenDataModule,
-        args=args,
-        seed_everything_default=1337,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "max_epochs": -1,
-            "check_val_every_n_epoch": None,
-            "default_root_dir": "checkpoints/run",
-            "plugins": [{"class_path": "lit_llm.checkpointing.AtomicCheckpointIO"}],
-        },
-        parser_kwargs={"prog": "lit-llm"},
-    )
+# Errors a user can fix from the message alone: shown as one line, without a traceback
+# (FloatingPointError: lit_llm.module.NonFiniteLossError, which names the checkpoint to resume from).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
@@ -165,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command in ("fit", "validate"):
-            run_lightning(None if from_shell else argv)
+            from lit_llm.trainer_cli import run
+
+            run(None if from_shell else argv)
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate"):
             run_function(function_command(command), f"lit-llm {command}", args)
         else:

@@ -19,8 +19,8 @@ from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(FloatingPointError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
 
 
 class LitLLM(L.LightningModule):
