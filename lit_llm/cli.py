@@ -12,6 +12,7 @@ USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each c
 
 commands:
   prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
+  data info  show a prepared dataset: vocabulary, token counts, shards, decoded samples
   fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
   validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
   generate   sample continuations of prompts from a checkpoint, run folder or Hugging Face folder
@@ -55,7 +56,9 @@ def run_function(function, prog: str, args: list[str]) -> None:
     for name, param in flags.items():
         help_text = next((d.description for d in docs.params if d.arg_name == name), None)
         parser.add_argument(f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text)
-    function(**parser.parse_args(gather_list_option(args, "--inputs")).as_dict())
+    for option in ("--inputs", "--exclude"):
+        args = gather_list_option(args, option)
+    function(**parser.parse_args(args).as_dict())
 
 
 def function_command(name: str):
@@ -103,6 +106,11 @@ def main(argv: list[str] | None = None) -> None:
             run(None if from_shell else argv)
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate"):
             run_function(function_command(command), f"lit-llm {command}", args)
+        elif command == "data" and args[:1] == ["info"]:
+            from lit_llm.data.info import data_info
+
+            rest = args[1:]  # `lit-llm data info DIR [options]`: the folder comes first, without --data_dir
+            run_function(data_info, "lit-llm data info", ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest)
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except USER_ERRORS as err:

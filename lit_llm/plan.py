@@ -123,7 +123,8 @@ def read_experiment(path: str) -> RunSpec:
         )
     raw = yaml.safe_load(file.read_text()) or {}
     trainer, model, data = (raw.get(section) or {} for section in ("trainer", "model", "data"))
-    config, note = resolve_vocab(model_config_from(model.get("architecture"), path), data.get("data_dir"))
+    data_dir = data.get("data_dir") or next((source["path"] for source in data.get("sources") or []), None)
+    config, note = resolve_vocab(model_config_from(model.get("architecture"), path), data_dir)
     devices = count_devices(trainer.get("devices", "auto"), path)
     micro_batch_size = data.get("batch_size")
     max_steps = trainer.get("max_steps")

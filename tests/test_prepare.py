@@ -101,3 +101,14 @@ def test_bad_tokenizer_file_and_vocab_size(tmp_path, shakespeare_slice):
         prepare([str(shakespeare_slice)], str(tmp_path / "out"), tokenizer=str(bad))
     with pytest.raises(ValueError, match="too small"):
         prepare([str(shakespeare_slice)], str(tmp_path / "out2"), tokenizer="bpe", vocab_size=100)
+
+
+def test_exclude_drops_matching_paths(tmp_path):
+    for rel in ("lib/a.py", "lib/test/test_a.py", "lib/pkg/test/x.py", "lib/pkg/b.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"# {rel}\n" * 20)
+    meta = prepare([str(tmp_path / "lib")], str(tmp_path / "out"), exclude=["**/test/**"])
+    sources = meta["splits"]["train"]["sources"] + meta["splits"]["val"]["sources"]
+    assert sorted(s.rsplit("/", 1)[-1] for s in sources) == ["a.py", "b.py"]
+    with pytest.raises(FileNotFoundError, match="--exclude"):
+        prepare([str(tmp_path / "lib")], str(tmp_path / "out2"), exclude=["*.py"])

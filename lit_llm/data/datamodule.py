@@ -1,75 +1,115 @@
-"""LightningDataModule streaming pre-tokenized LitData shards made by `lit-llm prepare`."""
+"""LightningDataModule streaming pre-tokenized LitData shards made by `lit-llm prepare`.
+
+One dataset (``data_dir``) or a weighted mixture of several (``sources``), each a local folder or an
+object-storage prefix (``s3://...``). A mixture draws each training sequence from a source chosen with
+probability proportional to its weight (LitData's ``CombinedStreamingDataset``), and validates on every
+source separately so the module can log ``val/<name>/loss`` next to the overall ``val/loss``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
+from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
-from lit_llm.data.prepare import TOKENIZER, load_metadata
+from lit_llm.data.prepare import TOKENIZER, read_metadata
+from lit_llm.data.shards import open_split
+from lit_llm.data.storage import local_view
 from lit_llm.tokenizer import Tokenizer
+
+
+@dataclass
+class DataSource:
+    """One prepared dataset in a mixture.
+
+    Args:
+        path: a folder written by `lit-llm prepare`, or its ``s3://``/``gs://``/``r2://`` URL.
+        weight: relative share of the training sequences drawn from it (weights need not sum to 1).
+        name: the name in ``val/<name>/loss`` (default: the folder's name).
+    """
+
+    path: str
+    weight: float = 1.0
+    name: str | None = None
 
 
 class TokenDataModule(L.LightningDataModule):
     def __init__(
         self,
-        data_dir: str,
+        data_dir: str | None = None,
         batch_size: int = 8,
         seq_len: int | None = None,
         num_workers: int = 1,
         seed: int = 42,
+        sources: list[DataSource] | None = None,
+        storage_options: dict | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         """
         Args:
-            data_dir: a folder written by `lit-llm prepare` (holds train/, val/, tokenizer.json, metadata.json).
+            data_dir: a folder written by `lit-llm prepare` (holds train/, val/, tokenizer.json, metadata.json),
+                or its ``s3://`` URL. Give this or ``sources``.
             batch_size: sequences per device per micro-step.
             seq_len: tokens per training sequence (default: the model's block_size).
             num_workers: data loader worker processes per device.
-            seed: shuffling seed (the same seed resumes the same order).
+            seed: shuffling and mixing seed (the same seed resumes the same order).
+            sources: several prepared datasets to mix, each with a weight (see `DataSource`).
+            storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
+            cache_dir: where remote datasets are cached locally (default: ``$LIT_LLM_CACHE`` or ~/.cache/lit-llm).
         """
         super().__init__()
-        self.data_dir = Path(data_dir).expanduser()
+        self.sources = resolve_sources(data_dir, sources)
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.num_workers = num_workers
         self.seed = seed
-        self.metadata = load_metadata(self.data_dir)
-        self.tokenizer = Tokenizer.from_file(self.data_dir / TOKENIZER)
-        self.train_dataset: StreamingDataset | None = None
-        self.val_dataset: StreamingDataset | None = None
+        self.storage_options = storage_options
+        self.views = [local_view(source.path, storage_options, cache_dir) for source in self.sources]
+        self.source_metadata = [read_metadata(view) for view in self.views]
+        self.tokenizer = same_tokenizer(self.sources, self.views)
+        self.val_source_names = [source.name for source in self.sources]
+        self.train_dataset: StreamingDataset | CombinedStreamingDataset | None = None
+        self.val_datasets: list[StreamingDataset] | None = None
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    def setup(self, stage: str) -> None:
+    def _sequence_length(self) -> int:
+        if self.trainer is None:
+            if self.seq_len is None:
+                raise ValueError("data.seq_len is needed when the data module is used without a trainer")
+            return self.seq_len
         block_size = self.trainer.lightning_module.architecture.block_size
         seq_len = self.seq_len or block_size
         if seq_len > block_size:
             raise ValueError(f"data.seq_len={seq_len} exceeds the model's block_size={block_size}; lower seq_len or raise block_size")
-        if stage == "fit" and self.train_dataset is None:
-            self.train_dataset = self._dataset("train", seq_len, shuffle=True)
-        if self.val_dataset is None:
-            self.val_dataset = self._dataset("val", seq_len, shuffle=False)
+        return seq_len
 
-    def _dataset(self, split: str, seq_len: int, shuffle: bool) -> StreamingDataset:
-        tokens = self.metadata["splits"][split]["tokens"]
+    def setup(self, stage: str) -> None:
+        seq_len = self._sequence_length()
+        if stage == "fit" and self.train_dataset is None:
+            datasets = [self._dataset(i, "train", seq_len, shuffle=True) for i in range(len(self.sources))]
+            self.train_dataset = datasets[0] if len(datasets) == 1 else WeightedMixture(
+                datasets, seed=self.seed, weights=[source.weight for source in self.sources], iterate_over_all=False
+            )
+        if self.val_datasets is None:
+            self.val_datasets = [self._dataset(i, "val", seq_len, shuffle=False) for i in range(len(self.sources))]
+
+    def _dataset(self, index: int, split: str, seq_len: int, shuffle: bool) -> StreamingDataset:
+        path = self.sources[index].path
+        tokens = self.source_metadata[index]["splits"][split]["tokens"]
         if tokens < seq_len + 1:
             raise ValueError(
-                f"{self.data_dir}/{split} holds {tokens} tokens, fewer than one sequence of {seq_len + 1}; "
+                f"{path}/{split} holds {tokens} tokens, fewer than one sequence of {seq_len + 1}; "
                 f"prepare more data (or a larger --val_fraction) or lower data.seq_len"
             )
-        return StreamingDataset(
-            input_dir=str(self.data_dir / split),
-            item_loader=TokensLoader(block_size=seq_len + 1),
-            shuffle=shuffle,
-            drop_last=True,
-            seed=self.seed,
-        )
+        return open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
 
-    def _loader(self, dataset: StreamingDataset) -> StreamingDataLoader:
+    def _loader(self, dataset: StreamingDataset | CombinedStreamingDataset) -> StreamingDataLoader:
         return StreamingDataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -81,5 +121,46 @@ class TokenDataModule(L.LightningDataModule):
     def train_dataloader(self) -> StreamingDataLoader:
         return self._loader(self.train_dataset)
 
-    def val_dataloader(self) -> StreamingDataLoader:
-        return self._loader(self.val_dataset)
+    def val_dataloader(self) -> StreamingDataLoader | list[StreamingDataLoader]:
+        loaders = [self._loader(dataset) for dataset in self.val_datasets]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+
+class WeightedMixture(CombinedStreamingDataset):
+    """LitData's weighted mixture, with a length: about the sequences drawn before the first source runs out.
+
+    Without a length, Lightning fetches one batch ahead to spot the epoch's end, LitData counts that batch
+    as consumed, and a run resumed from a checkpoint would skip it. With one, Lightning does not prefetch;
+    an epoch still ends early if a source runs out first.
+    """
+
+    def get_len(self, num_workers: int, batch_size: int) -> int:
+        super().get_len(num_workers, batch_size)
+        return int(min(dataset.get_len(num_workers, batch_size) / weight for dataset, weight in zip(self._datasets, self._weights)))
+
+
+def resolve_sources(data_dir: str | None, sources: list[DataSource] | None) -> list[DataSource]:
+    """The datasets to read, each with a weight and a unique name; one clear error for a bad list."""
+    if (data_dir is None) == (not sources):
+        raise ValueError("give data.data_dir (one dataset) or data.sources (a weighted list), not both and not neither")
+    sources = [DataSource(data_dir)] if data_dir is not None else [DataSource(**s) if isinstance(s, dict) else s for s in sources]
+    named = [DataSource(s.path, s.weight, s.name or Path(s.path.rstrip("/")).name) for s in sources]
+    for source in named:
+        if not source.weight > 0:
+            raise ValueError(f"data.sources: {source.path} has weight {source.weight}; weights must be positive")
+    names = [s.name for s in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.sources names {names} repeat; give each source a distinct `name`")
+    return named
+
+
+def same_tokenizer(sources: list[DataSource], views: list[Path]) -> Tokenizer:
+    """The mixture's one tokenizer: token ids from different tokenizers would mean different things."""
+    tokenizers = [Tokenizer.from_file(view / TOKENIZER) for view in views]
+    for source, tokenizer in zip(sources[1:], tokenizers[1:]):
+        if tokenizer.to_json() != tokenizers[0].to_json():
+            raise ValueError(
+                f"data.sources: {source.path} uses a different tokenizer than {sources[0].path}; "
+                f"prepare it with --tokenizer {sources[0].path}/tokenizer.json"
+            )
+    return tokenizers[0]

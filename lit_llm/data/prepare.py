@@ -1,63 +1,153 @@
 """`lit-llm prepare`: raw text -> tokenizer + pre-tokenized LitData shards (train/val) + metadata.json.
 
 The output folder is self-describing: ``tokenizer.json`` and ``metadata.json`` sit next to the
-``train/`` and ``val/`` shard folders, so `fit` needs only the folder's path.
+``train/`` and ``val/`` shard folders, so `fit` needs only the folder's path (or its ``s3://`` URL).
+
+Steps: find the input files; scan them in parallel (count documents, skip binary files, note invalid
+UTF-8 and empty documents); choose the validation documents with a seeded draw; train or load the
+tokenizer; tokenize in parallel and write shards in input order; publish. Everything is written to a
+local staging folder first: a local dataset is renamed into place at the end, a remote one uploaded with
+metadata.json last, so an interrupted run never leaves a half-written dataset or destroys an old one.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import logging
 import os
 import random
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import torch
+import numpy as np
+from tqdm import tqdm
 
+from lit_llm.data import storage
+from lit_llm.data.readers import (
+    MAX_PART_BYTES,
+    MIN_PART_BYTES,
+    FileScan,
+    Part,
+    ReadOptions,
+    read_part,
+    scan_file,
+    splittable,
+)
+from lit_llm.data.shards import (
+    ShardWriter,
+    append_split,
+    count_tokens,
+    read_index,
+    write_json,
+)
+from lit_llm.data.storage import METADATA, SPLITS, TOKENIZER, is_remote
+from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 log = logging.getLogger(__name__)
 
-METADATA = "metadata.json"
-TOKENIZER = "tokenizer.json"
-SPLITS = ("train", "val")
-CHUNK_TOKENS = 1 << 21  # tokens per shard: 8 MiB of int32, big enough to stream well, small enough for tiny data
-BINARY_SNIFF_BYTES = 8192
 
+def prepare(
+    inputs: list[str],
+    output_dir: str,
+    tokenizer: str | None = None,
+    vocab_size: int = 8192,
+    val_fraction: float = 0.1,
+    seed: int = 42,
+    num_workers: int | None = None,
+    overwrite: bool = False,
+    exclude: list[str] | None = None,
+    text_field: str = "text",
+    separator: str | None = None,
+    val_size: int | None = None,
+    append: bool = False,
+    tokenizer_sample_bytes: int | None = 100_000_000,
+    storage_options: dict | None = None,
+) -> dict:
+    """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
 
-@dataclass(frozen=True)
-class Document:
-    """A file, or a character range of one (a single-file corpus is split by position)."""
-
-    path: str
-    start: int = 0
-    end: int | None = None
-
-    def read(self) -> str:
-        return read_text(Path(self.path))[0][self.start : self.end]
-
-
-def read_text(path: Path) -> tuple[str, int]:
-    """The file's text and how many bytes were not valid UTF-8 (each replaced by U+FFFD)."""
-    raw = path.read_bytes()
+    Args:
+        inputs: text, JSON Lines (.jsonl/.ndjson) or Parquet files, folders (searched recursively) or globs;
+            ``.gz`` and ``.zst`` files are decompressed.
+        output_dir: a local folder, or an ``s3://``/``gs://``/``r2://`` prefix.
+        tokenizer: ``byte`` (the default for a new dataset), ``bpe`` (trained here) or a tokenizer.json file.
+            An append uses the dataset's own tokenizer and refuses a different one.
+        vocab_size: tokens in a trained BPE vocabulary.
+        val_fraction: share of the documents that validate (a single document is split by position instead:
+            the first ``1 - val_fraction`` of its characters train).
+        seed: seed of the validation draw and of the tokenizer's training sample.
+        num_workers: tokenizer processes (default: one per CPU core).
+        overwrite: replace an existing dataset at ``output_dir``.
+        exclude: glob patterns matched against each file's absolute path (``*`` also matches ``/``),
+            e.g. ``["**/test/**", "**/__pycache__/**"]``.
+        text_field: the JSON Lines field or Parquet column that holds the text.
+        separator: in text files, a line holding only this string ends a document (``<|endoftext|>``
+            for TinyStories); without it each text file is one document.
+        val_size: number of validation documents, instead of ``val_fraction``.
+        append: add the inputs' documents to the existing dataset at ``output_dir`` (split the same way).
+        tokenizer_sample_bytes: BPE trains on at most this many bytes of training documents, drawn from
+            the corpus in a seeded random order (None: all of them).
+        storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
+    """
+    start_time = time.perf_counter()
+    target = check_destination(output_dir, overwrite, append, storage_options)
+    files = resolve_inputs(inputs, exclude)
+    options = ReadOptions(text_field, separator)
+    staging = open_staging(target, append, storage_options)
     try:
-        return raw.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd") - raw.count("\ufffd".encode())
+        previous = read_metadata(staging) if append else None
+        if previous:
+            refuse_duplicates(previous, files)
+        tok = ready_tokenizer(tokenizer, vocab_size, staging if append else None)
+        workers, part_bytes = plan_work(files, num_workers, options)
+        with worker_map(workers) as worker_map_fn:
+            scans = scan_inputs(files, options, part_bytes, worker_map_fn)
+            stats = input_stats(scans)
+            parts = [part for scan in scans for part in scan.parts]
+            if not parts:
+                raise ValueError(f"no text found in {len(files)} input file(s) (all empty or binary); pass UTF-8 text, JSON Lines or Parquet files")
+            jobs = assign_splits(parts, val_fraction, val_size, seed)
+            if tok is None:
+                tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
+            if not append:
+                tok.save(staging / TOKENIZER)
+            written = tokenize_into(staging, jobs, options, worker_map_fn, append)
+        description = {
+            "tokenizer": tokenizer if tokenizer in ("byte", "bpe") else str(Path(tokenizer).resolve()) if tokenizer else "byte",
+            "vocab_size": tok.vocab_size,
+            "eot_id": tok.eot_id,
+            "dtype": "int32",
+            "val_fraction": val_fraction,
+            "val_size": val_size,
+            "seed": seed,
+            "text_field": text_field,
+            "separator": separator,
+        }
+        metadata = build_metadata(staging, written, stats, list(inputs), previous or description)
+        write_json(staging / METADATA, metadata)
+        publish(staging, target, overwrite, storage_options)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print_summary(target, metadata, written, stats, time.perf_counter() - start_time)
+    return metadata
 
 
-def is_binary(path: Path) -> bool:
-    with path.open("rb") as f:
-        return b"\x00" in f.read(BINARY_SNIFF_BYTES)
+# ---- inputs -------------------------------------------------------------------------------------------
 
 
-def resolve_inputs(inputs: list[str]) -> list[Path]:
-    """Files named directly, found under folders (recursively) or matched by globs, sorted and unique."""
+def is_excluded(path: Path, exclude: list[str]) -> bool:
+    """Whether the absolute path matches a pattern; fnmatch's ``*`` also crosses ``/``, so ``**/test/**`` drops any test folder."""
+    return any(fnmatch.fnmatchcase(path.absolute().as_posix(), pattern) for pattern in exclude)
+
+
+def resolve_inputs(inputs: list[str], exclude: list[str] | None = None) -> list[Path]:
+    """Files named directly, found under folders (recursively) or matched by globs, minus ``exclude``; sorted and unique."""
     if not inputs:
         raise ValueError("no --inputs given; pass text files, folders or globs")
     files: list[Path] = []
@@ -73,169 +163,256 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
                 raise FileNotFoundError(f"input {item} does not exist (no file, folder or glob match); check the path")
         if not found:
             raise FileNotFoundError(f"input folder {item} holds no files; point --inputs at text files")
-        files.extend(found)
+        files.extend(p for p in found if not is_excluded(p, exclude or []))
+    if not files:
+        raise FileNotFoundError(f"--exclude {exclude} removed every input file; loosen the patterns")
     return list(dict.fromkeys(p.resolve() for p in files))
 
 
-def scan_documents(files: list[Path]) -> tuple[list[tuple[Path, int]], dict]:
-    """Keep readable, non-empty text files with their character counts; count what was dropped."""
-    kept, stats = [], {"binary_skipped": [], "empty_skipped": [], "replaced_bytes": 0}
-    for path in files:
-        if is_binary(path):
-            log.warning("skipping binary file %s", path)
-            stats["binary_skipped"].append(str(path))
-            continue
-        text, replaced = read_text(path)
-        if not text.strip():
-            stats["empty_skipped"].append(str(path))
-            continue
-        if replaced:
-            log.warning("%s: %d bytes were not valid UTF-8 and were replaced with U+FFFD", path, replaced)
-        stats["replaced_bytes"] += replaced
-        kept.append((path, len(text)))
-    if not kept:
-        raise ValueError(f"no text found in {len(files)} input file(s) (all empty or binary); pass UTF-8 text files")
-    return kept, stats
+def plan_work(files: list[Path], num_workers: int | None, options: ReadOptions) -> tuple[int, int]:
+    """(worker processes, bytes per part): a few parts per worker so all stay busy, and no more workers
+    (default: one per core) than there are parts."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = num_workers or cores
+    sizes = {p: p.stat().st_size for p in files}
+    part_bytes = min(MAX_PART_BYTES, max(MIN_PART_BYTES, sum(sizes.values()) // (4 * workers)))
+    parts = sum(max(1, size // part_bytes) if splittable(p, options) else 1 for p, size in sizes.items())
+    return max(1, min(workers, parts)), part_bytes
 
 
-def split_documents(docs: list[tuple[Path, int]], val_fraction: float, seed: int) -> dict[str, list[Document]]:
-    """Split by document with a fixed seed; a single document is split by position (first part trains)."""
+def scan_inputs(files: list[Path], options: ReadOptions, part_bytes: int, worker_map_fn) -> list[FileScan]:
+    scan = partial(scan_file, options=options, part_bytes=part_bytes)
+    progress = tqdm(worker_map_fn(scan, [str(p) for p in files]), total=len(files), desc="scanning", unit="file", mininterval=1.0)
+    return list(progress)
+
+
+def input_stats(scans: list[FileScan]) -> dict:
+    """What was dropped or repaired, warned about by name."""
+    stats = {"binary_skipped": [], "empty_skipped": [], "empty_documents": 0, "replaced_bytes": 0}
+    for scan in scans:
+        if scan.binary:
+            log.warning("skipping binary file %s", scan.path)
+            stats["binary_skipped"].append(scan.path)
+            continue
+        if not scan.parts:
+            stats["empty_skipped"].append(scan.path)
+        if scan.replaced_bytes:
+            log.warning("%s: %d bytes were not valid UTF-8 and were replaced with U+FFFD", scan.path, scan.replaced_bytes)
+        stats["empty_documents"] += scan.empty_documents
+        stats["replaced_bytes"] += scan.replaced_bytes
+    return stats
+
+
+# ---- split --------------------------------------------------------------------------------------------
+
+
+def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int) -> list[Job]:
+    """Choose the validation documents with a seeded draw; a single document is split by position instead."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"--val_fraction {val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
-    if len(docs) == 1:
-        path, n_chars = docs[0]
-        cut = int(n_chars * (1.0 - val_fraction))
-        return {"train": [Document(str(path), 0, cut)], "val": [Document(str(path), cut, None)]}
-    order = list(docs)
-    random.Random(seed).shuffle(order)
-    total, val, val_chars = sum(n for _, n in order), [], 0
-    while order and (not val or val_chars < val_fraction * total) and len(order) > 1:
-        path, n = order.pop()
-        val.append(Document(str(path)))
-        val_chars += n
-    return {"train": [Document(str(p)) for p, _ in sorted(order)], "val": sorted(val, key=lambda d: d.path)}
+    total = sum(part.n_docs for part in parts)
+    if total == 1:
+        if val_size is not None:
+            raise ValueError("--val_size counts documents, and the corpus is one document (split by position); use --val_fraction")
+        return [Job(parts[0], train_fraction=1.0 - val_fraction)]
+    n_val = val_size if val_size is not None else max(1, round(val_fraction * total))
+    if not 1 <= n_val < total:
+        raise ValueError(f"--val_size {n_val} must leave at least one of the {total} documents in each split; pick 1 to {total - 1}")
+    val = np.sort(np.random.default_rng(seed).choice(total, n_val, replace=False))
+    jobs, first = [], 0
+    for part in parts:
+        lo, hi = np.searchsorted(val, [first, first + part.n_docs])
+        jobs.append(Job(part, frozenset((val[lo:hi] - first).tolist())))
+        first += part.n_docs
+    return jobs
 
 
-def build_tokenizer(kind: str, train_docs: list[Document], vocab_size: int) -> Tokenizer:
-    if kind == "byte":
+# ---- tokenizer ----------------------------------------------------------------------------------------
+
+
+def ready_tokenizer(spec: str | None, vocab_size: int, existing: Path | None) -> Tokenizer | None:
+    """The tokenizer if it needs no training (None for BPE, trained after the scan); bad choices fail here, early."""
+    if existing is not None:
+        return same_tokenizer(spec, existing)
+    spec = spec or "byte"
+    if spec == "byte":
         return byte_tokenizer()
-    if kind == "bpe":
-        log.info("training a byte-level BPE tokenizer with %d tokens on %d document(s)", vocab_size, len(train_docs))
-        return train_bpe((doc.read() for doc in train_docs), vocab_size)
-    if kind.endswith(".json") or Path(kind).exists():
-        return Tokenizer.from_file(kind)
-    raise ValueError(f"--tokenizer {kind!r} is not 'byte', 'bpe' or a tokenizer.json file; pick one of those")
+    if spec == "bpe":
+        if vocab_size < 257:
+            raise ValueError(f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)")
+        return None
+    if spec.endswith(".json") or Path(spec).exists():
+        return Tokenizer.from_file(spec)
+    raise ValueError(f"--tokenizer {spec!r} is not 'byte', 'bpe' or a tokenizer.json file; pick one of those")
 
 
-class TokenizeDocument:
-    """litdata.optimize worker function: one document -> one tensor of token ids ending in <|endoftext|>."""
-
-    def __init__(self, tokenizer_json: str) -> None:
-        self.tokenizer_json = tokenizer_json
-        self._tokenizer: Tokenizer | None = None
-
-    def __call__(self, doc: Document):
-        if self._tokenizer is None:  # built lazily: each worker process makes its own
-            self._tokenizer = Tokenizer.from_json(self.tokenizer_json)
-        ids = self._tokenizer.encode(doc.read())
-        ids.append(self._tokenizer.eot_id)
-        yield torch.tensor(ids, dtype=torch.int32)
+def same_tokenizer(spec: str | None, dataset: Path) -> Tokenizer:
+    """An append keeps the dataset's tokenizer; naming a different one is refused (ids would mean two things)."""
+    own = Tokenizer.from_file(dataset / TOKENIZER)
+    if spec is None:
+        return own
+    if spec == "bpe" or ready_tokenizer(spec, 257, None).to_json() != own.to_json():
+        raise ValueError(f"--tokenizer {spec} differs from the dataset's own tokenizer.json; drop --tokenizer to append with it")
+    return own
 
 
-def write_shards(docs: list[Document], tokenizer: Tokenizer, output_dir: Path, num_workers: int) -> None:
-    from litdata import TokensLoader, optimize
-
-    optimize(
-        fn=TokenizeDocument(tokenizer.to_json()),
-        inputs=docs,
-        output_dir=str(output_dir),
-        chunk_size=CHUNK_TOKENS,
-        item_loader=TokensLoader(),
-        num_workers=max(1, min(num_workers, len(docs))),
-        reorder_files=False,
-        start_method="fork",
-    )
+def train_tokenizer(jobs: list[Job], options: ReadOptions, vocab_size: int, sample_bytes: int | None, seed: int) -> Tokenizer:
+    log.info("training a byte-level BPE tokenizer with %d tokens on up to %s bytes of training documents", vocab_size, sample_bytes or "all")
+    return train_bpe(training_sample(jobs, options, sample_bytes, seed), vocab_size)
 
 
-def count_tokens(split_dir: Path) -> int:
-    """Tokens in a split, read from LitData's index (one int32 each)."""
-    index = json.loads((split_dir / "index.json").read_text())
-    return sum(chunk["dim"] for chunk in index["chunks"])
+def training_sample(jobs: list[Job], options: ReadOptions, budget: int | None, seed: int):
+    """Training documents from the parts in a seeded random order, until ``budget`` bytes."""
+    used = 0
+    for job in random.Random(seed).sample(jobs, len(jobs)):
+        for text in split_documents(job, read_part(job.part, options))["train"]:
+            size = len(text.encode())
+            if budget is not None and used + size > budget:
+                yield text.encode()[: budget - used].decode(errors="ignore")
+                return
+            used += size
+            yield text
 
 
-def prepare(
-    inputs: list[str],
-    output_dir: str,
-    tokenizer: str = "byte",
-    vocab_size: int = 8192,
-    val_fraction: float = 0.1,
-    seed: int = 42,
-    num_workers: int | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
+# ---- tokenize and write -------------------------------------------------------------------------------
 
-    Everything is written to a temporary folder beside ``output_dir`` and renamed into place at the
-    end, so an interrupted run never leaves a half-written dataset behind or destroys an old one.
-    """
-    start_time = time.perf_counter()
-    out = Path(output_dir).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {out} already exists and is not empty; choose another --output_dir or pass --overwrite")
-    files = resolve_inputs(inputs)
-    docs, stats = scan_documents(files)
-    splits = split_documents(docs, val_fraction, seed)
-    tok = build_tokenizer(tokenizer, splits["train"], vocab_size)
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_map_fn, append: bool) -> dict[str, dict]:
+    """Tokenize the jobs in parallel and write each split's shards in job order; returns what each split gained."""
+    new_dirs = {split: staging / (f"{split}.new" if append else split) for split in SPLITS}
+    writers = {split: ShardWriter(new_dirs[split], first_chunk=len(read_index(staging / split)["chunks"]) if append else 0) for split in SPLITS}
+    written = {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
+    tokenize = partial(tokenize_job, tokenizer_path=str(staging / TOKENIZER), options=options)
+    progress = tqdm(total=sum(job.part.n_docs for job in jobs), desc="tokenizing", unit="doc", unit_scale=True, mininterval=1.0)
+    started = time.perf_counter()
+    for job, tokens in zip(jobs, worker_map_fn(tokenize, jobs)):
+        for split, counts in written.items():
+            if tokens.documents[split]:
+                writers[split].add(tokens.ids[split])
+                counts["documents"] += tokens.documents[split]
+                counts["tokens"] += len(tokens.ids[split])
+                counts["bytes"] += tokens.text_bytes[split]
+                counts["sources"].append(tokens.sources[split])
+        progress.update(job.part.n_docs)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        total_tokens = sum(c["tokens"] for c in written.values())
+        total_mb = sum(c["bytes"] for c in written.values()) / 1e6
+        progress.set_postfix_str(f"{total_tokens / elapsed:,.0f} tok/s, {total_mb / elapsed:.1f} MB/s", refresh=False)
+    progress.close()
+    for split, writer in writers.items():
+        writer.close()
+        if append and writer.chunks:
+            append_split(staging / split, new_dirs[split])
+        if append:
+            shutil.rmtree(new_dirs[split])
+    return written
+
+
+# ---- output -------------------------------------------------------------------------------------------
+
+
+def check_destination(output_dir: str, overwrite: bool, append: bool, storage_options: dict | None) -> str:
+    """The resolved output location, after refusing to clobber a dataset or append to nothing."""
+    if overwrite and append:
+        raise ValueError("--overwrite and --append contradict each other; pass one of them")
+    remote = is_remote(output_dir)
+    target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
+    occupied = not storage.is_empty(target, storage_options) if remote else Path(target).exists() and any(Path(target).iterdir())
+    if append and not occupied:
+        raise FileNotFoundError(f"--append: {target} holds no dataset to add to; drop --append to create it")
+    if occupied and not (overwrite or append):
+        raise FileExistsError(f"output folder {target} already exists and is not empty; choose another --output_dir, pass --overwrite to replace it or --append to add to it")
+    return target
+
+
+def open_staging(target: str, append: bool, storage_options: dict | None) -> Path:
+    """A local folder to write into: a hard-linked copy of the dataset for an append (its files are never
+    changed in place, so the original stays intact), only its description when the dataset is remote."""
+    if is_remote(target):
+        staging = Path(tempfile.mkdtemp(prefix="lit-llm-prepare-"))
+        if append:
+            storage.download(target, storage.DESCRIPTION, staging, storage_options)
+        return staging
+    out = Path(target)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    if append:
+        read_metadata(out)  # a clear error if the folder is not a dataset
+        shutil.copytree(out, staging, copy_function=hard_link_or_copy)
+    else:
+        staging.mkdir()
+    return staging
+
+
+def hard_link_or_copy(source: str, destination: str) -> None:
     try:
-        for name in SPLITS:
-            log.info("tokenizing %s split: %d document(s)", name, len(splits[name]))
-            write_shards(splits[name], tok, tmp / name, num_workers or os.cpu_count() or 1)
-        tok.save(tmp / TOKENIZER)
-        metadata = {
-            "tokenizer": tokenizer if tokenizer in ("byte", "bpe") else str(Path(tokenizer).resolve()),
-            "vocab_size": tok.vocab_size,
-            "eot_id": tok.eot_id,
-            "dtype": "int32",
-            "val_fraction": val_fraction,
-            "seed": seed,
-            "splits": {
-                name: {
-                    "documents": len(splits[name]),
-                    "tokens": count_tokens(tmp / name),
-                    "sources": [d.path if d.end is None and d.start == 0 else f"{d.path}[{d.start}:{d.end}]" for d in splits[name]],
-                }
-                for name in SPLITS
-            },
-            **stats,
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def publish(staging: Path, target: str, replace: bool, storage_options: dict | None) -> None:
+    if is_remote(target):
+        if replace:
+            storage.delete(target, storage_options)
+        storage.upload(staging, target, storage_options)
+        shutil.rmtree(staging)
+        return
+    out = Path(target)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out)
+
+
+def refuse_duplicates(previous: dict, files: list[Path]) -> None:
+    known = {source.split("[")[0] for split in previous["splits"].values() for source in split["sources"]}
+    repeated = [str(p) for p in files if str(p) in known]
+    if repeated:
+        raise ValueError(f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to avoid duplicates")
+
+
+def build_metadata(staging: Path, written: dict, stats: dict, inputs: list[str], base: dict) -> dict:
+    """metadata.json: ``base`` (the dataset's description, or its previous metadata for an append) plus
+    this run's counts; token and shard counts are read back from the splits' indexes."""
+    splits = {}
+    for split in SPLITS:
+        before = base.get("splits", {}).get(split, {})
+        splits[split] = {
+            "documents": before.get("documents", 0) + written[split]["documents"],
+            "tokens": count_tokens(staging / split),
+            "bytes": before.get("bytes", 0) + written[split]["bytes"],
+            "shards": len(read_index(staging / split)["chunks"]),
+            "sources": list(dict.fromkeys(before.get("sources", []) + written[split]["sources"])),
         }
-        (tmp / METADATA).write_text(json.dumps(metadata, indent=2))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    elapsed = time.perf_counter() - start_time
+    totals = {key: base.get(key, type(value)()) + value for key, value in stats.items()}  # counts add, file lists join
+    return {**base, "inputs": base.get("inputs", []) + inputs, "splits": splits, **totals}
+
+
+def print_summary(target: str, metadata: dict, written: dict, stats: dict, elapsed: float) -> None:
     train, val = metadata["splits"]["train"], metadata["splits"]["val"]
+    new_mb = sum(c["bytes"] for c in written.values()) / 1e6
+    new_tokens = sum(c["tokens"] for c in written.values())
     print(
-        f"prepared {out}: vocab {tok.vocab_size}, train {train['tokens']:,} tokens ({train['documents']} docs), "
-        f"val {val['tokens']:,} tokens ({val['documents']} docs), skipped {len(stats['binary_skipped'])} binary "
-        f"and {len(stats['empty_skipped'])} empty file(s), {stats['replaced_bytes']} invalid UTF-8 bytes replaced, "
-        f"in {elapsed:.1f}s"
+        f"prepared {target}: vocab {metadata['vocab_size']}, train {train['tokens']:,} tokens ({train['documents']} docs), "
+        f"val {val['tokens']:,} tokens ({val['documents']} docs); skipped {len(stats['binary_skipped'])} binary "
+        f"and {len(stats['empty_skipped'])} empty file(s) and {stats['empty_documents']} empty document(s), "
+        f"{stats['replaced_bytes']} invalid UTF-8 bytes replaced; {new_mb:.1f} MB in {elapsed:.1f}s "
+        f"({new_mb / elapsed:.1f} MB/s, {new_tokens / elapsed:,.0f} tokens/s)"
     )
-    return metadata
 
 
-def load_metadata(data_dir: str | Path) -> dict:
-    path = Path(data_dir).expanduser() / METADATA
+def read_metadata(folder: Path) -> dict:
+    path = folder / METADATA
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {data_dir} is not a prepared dataset; run `lit-llm prepare --output_dir {data_dir}` first")
+        raise FileNotFoundError(f"{path} not found: {folder} is not a prepared dataset; run `lit-llm prepare --output_dir {folder}` first")
     return json.loads(path.read_text())
+
+
+def load_metadata(data_dir: str | Path, storage_options: dict | None = None) -> dict:
+    """metadata.json of a prepared dataset, local or remote."""
+    return read_metadata(storage.local_view(str(data_dir), storage_options))

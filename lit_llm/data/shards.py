@@ -1,0 +1,98 @@
+"""LitData token shards: writing a split in order, appending to one, and reading its index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from litdata import StreamingDataset, TokensLoader
+from litdata.streaming.writer import BinaryWriter
+
+from lit_llm.data.storage import is_remote, join, stream_plain_http_with_boto3
+
+INDEX = "index.json"
+CHUNK_TOKENS = 1 << 21  # tokens per shard: 8 MiB of int32, big enough to stream well, small enough for tiny data
+
+
+class ShardWriter:
+    """Packs token ids, in the order given, into LitData chunks of CHUNK_TOKENS tokens (the last one shorter).
+
+    One item per chunk keeps every chunk dense: a sequence never ends early at an item boundary.
+    """
+
+    def __init__(self, split_dir: Path, first_chunk: int = 0) -> None:
+        self.writer = BinaryWriter(str(split_dir), chunk_size=CHUNK_TOKENS, item_loader=TokensLoader(), chunk_index=first_chunk)
+        self.pending: list[np.ndarray] = []
+        self.pending_tokens = 0
+        self.chunks = 0
+
+    def add(self, tokens: np.ndarray) -> None:
+        self.pending.append(tokens)
+        self.pending_tokens += len(tokens)
+        while self.pending_tokens >= CHUNK_TOKENS:
+            self._write(CHUNK_TOKENS)
+
+    def _write(self, n_tokens: int) -> None:
+        tokens = np.concatenate(self.pending)
+        self.pending, self.pending_tokens = [tokens[n_tokens:]], len(tokens) - n_tokens
+        self.writer.add_item(self.chunks, torch.from_numpy(tokens[:n_tokens].copy()))
+        self.chunks += 1
+
+    def close(self) -> None:
+        """Write the last chunk and the split's index.json."""
+        if self.pending_tokens:
+            self._write(self.pending_tokens)
+        if self.chunks:
+            self.writer.done()
+            self.writer.merge()
+
+
+def open_split(path: str, view: Path, split: str, block_size: int, shuffle: bool = False, seed: int = 42,
+               storage_options: dict | None = None) -> StreamingDataset:
+    """A split of the dataset at ``path`` as sequences of ``block_size`` tokens; a remote split streams
+    through a cache in ``view``, the dataset's local folder (see `storage.local_view`)."""
+    remote = is_remote(path)
+    if remote:
+        stream_plain_http_with_boto3(storage_options)
+    return StreamingDataset(
+        input_dir=join(path, split) if remote else str(view / split),
+        cache_dir=str(view / split) if remote else None,
+        item_loader=TokensLoader(block_size=block_size),
+        shuffle=shuffle,
+        drop_last=True,
+        seed=seed,
+        storage_options=storage_options or {},
+    )
+
+
+def read_index(split_dir: Path) -> dict:
+    return json.loads((split_dir / INDEX).read_text())
+
+
+def count_tokens(split_dir: Path) -> int:
+    """Tokens in a split, read from LitData's index (one int32 each)."""
+    return sum(chunk["dim"] for chunk in read_index(split_dir)["chunks"])
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write to a new file and rename it over ``path``: never changes a file in place (appends share
+    unchanged files with the dataset they copy by hard links)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def append_split(split_dir: Path, new_dir: Path) -> None:
+    """Move the chunks written in ``new_dir`` into ``split_dir`` and list them after its own in index.json."""
+    old, new = read_index(split_dir), read_index(new_dir)
+    if old["config"]["data_format"] != new["config"]["data_format"]:
+        raise ValueError(f"{split_dir} stores {old['config']['data_format']}, the new data {new['config']['data_format']}; prepare a new dataset")
+    for chunk in new["chunks"]:
+        target = split_dir / chunk["filename"]
+        if target.exists():
+            raise FileExistsError(f"{target} already exists; the dataset's chunk names are not the ones `lit-llm prepare` writes")
+        os.replace(new_dir / chunk["filename"], target)
+    write_json(split_dir / INDEX, {**old, "chunks": old["chunks"] + new["chunks"]})

@@ -1,0 +1,185 @@
+"""`lit-llm evaluate`: loss, perplexity and bits per byte of a model on text files or prepared datasets.
+
+Each input becomes one token stream laid out as `lit-llm prepare` lays out training data: every document
+followed by the end-of-text token, the whole preceded by one (so the first token is predicted too, from
+the context every document starts with in training). Every token of the stream is scored once; streams
+longer than the context are read in overlapping windows, each token predicted with at least
+``context - stride`` tokens before it. Bits per byte divide the total loss by the UTF-8 bytes of the
+documents, so models with different tokenizers can be compared on the same text.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lit_llm.data.prepare import load_metadata, resolve_inputs
+from lit_llm.data.readers import ReadOptions, read_part, scan_file
+from lit_llm.data.shards import read_index
+from lit_llm.data.storage import METADATA, TOKENIZER
+from lit_llm.data.tokenize import encode_documents
+from lit_llm.generate import load_checkpoint, resolve_device, resolve_dtype
+from lit_llm.model import GPT
+from lit_llm.tokenizer import Tokenizer
+
+IGNORE = -100  # target id that cross_entropy skips: context-only positions and padding
+
+
+def evaluate(
+    checkpoint: str,
+    inputs: list[str],
+    split: str = "val",
+    context: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 4,
+    text_field: str = "text",
+    separator: str | None = None,
+    device: str = "auto",
+    dtype: Literal["float32", "bfloat16"] = "float32",
+    json: bool = False,
+) -> dict:
+    """Loss (nats per token), perplexity and bits per byte of a model on text files or prepared datasets.
+
+    Args:
+        checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt) or a Hugging Face model folder.
+        inputs: text, JSON Lines or Parquet files, folders, globs, or folders written by `lit-llm prepare`; each is reported on its own line.
+        split: which split of a prepared dataset to evaluate (train or val).
+        context: tokens per window (default: the model's block_size).
+        stride: tokens the window advances by (default: half the context); each token then sees at least context - stride tokens before it. Use the context for the fastest, non-overlapping windows.
+        batch_size: windows per forward pass.
+        text_field: the JSON Lines field or Parquet column that holds the text.
+        separator: in text files, a line holding only this string ends a document (as in `lit-llm prepare`).
+        device: cpu, cuda or auto.
+        dtype: float32 (comparable across machines) or bfloat16 (faster on GPUs).
+        json: print the results as JSON instead of a table.
+    """
+    if not inputs:
+        raise ValueError("no --inputs given; pass text files, folders, globs or prepared datasets")
+    device = resolve_device(device)
+    model, tokenizer = load_checkpoint(checkpoint, device)
+    model.to(resolve_dtype(dtype, device))
+    context = context or model.config.block_size
+    stride = stride or max(1, context // 2)
+    if not 0 < context <= model.config.block_size:
+        raise ValueError(f"--context {context} must lie between 1 and the model's block_size {model.config.block_size}")
+    if not 0 < stride <= context:
+        raise ValueError(f"--stride {stride} must lie between 1 and the context {context}")
+    streams = [read_stream(item, tokenizer, split, ReadOptions(text_field, separator)) for item in inputs]
+    with tqdm(total=sum(len(ids) - 1 for ids, _ in streams), unit="tok", desc="evaluating", disable=None) as bar:
+        rows = [
+            summarize(item, score(model, ids, context, stride, batch_size, bar), len(ids) - 1, n_bytes)
+            for item, (ids, n_bytes) in zip(inputs, streams)
+        ]
+    total = summarize("all", sum(r["nats"] for r in rows), sum(r["tokens"] for r in rows), sum(r["bytes"] for r in rows))
+    result = {"checkpoint": checkpoint, "context": context, "stride": stride, "inputs": rows, "total": total}
+    print(jsonlib.dumps(result, indent=2) if json else format_table(rows + ([total] if len(rows) > 1 else [])))
+    return result
+
+
+# ---- inputs ---------------------------------------------------------------------------------------
+def read_stream(item: str, tokenizer: Tokenizer, split: str, options: ReadOptions) -> tuple[torch.Tensor, int]:
+    """An input's token stream (starting with end-of-text) and the UTF-8 bytes of its documents."""
+    path = Path(item).expanduser()
+    if (path / METADATA).is_file():
+        tokens, n_bytes = read_prepared(path, split, tokenizer)
+    else:
+        documents = [doc for file in resolve_inputs([item]) for part in scan_file(str(file), options).parts for doc in read_part(part, options)]
+        if not documents:
+            raise ValueError(f"input {item} holds no text (only empty or binary files); pass UTF-8 text, JSON Lines or Parquet files")
+        tokens = torch.from_numpy(encode_documents(tokenizer, documents).astype(np.int64))  # as `prepare` lays them out
+        n_bytes = sum(len(doc.encode()) for doc in documents)
+    return torch.cat([torch.tensor([tokenizer.eot_id]), tokens]), n_bytes
+
+
+def read_prepared(folder: Path, split: str, tokenizer: Tokenizer) -> tuple[torch.Tensor, int]:
+    """All token ids of a prepared split, in order, and its text bytes, after checking that the data
+    was tokenized by the model's tokenizer."""
+    data_vocab = Tokenizer.from_file(folder / TOKENIZER).backend.get_vocab(with_added_tokens=True)
+    if data_vocab != tokenizer.backend.get_vocab(with_added_tokens=True):
+        raise ValueError(
+            f"tokenizer/model mismatch: {folder / TOKENIZER} is not the model's tokenizer, so its token ids mean other "
+            f"text to this model; evaluate the raw text files instead (they are tokenized with the model's tokenizer)"
+        )
+    metadata = load_metadata(folder)
+    if split not in metadata["splits"]:
+        raise ValueError(f"--split {split!r} is not in {folder}; choose one of: {', '.join(metadata['splits'])}")
+    split_dir = folder / split
+    # LitData token chunks: a uint32 item count, item count + 1 uint32 offsets, then the token ids.
+    chunks = [
+        np.fromfile(split_dir / c["filename"], dtype=metadata["dtype"], count=c["dim"], offset=(c["chunk_size"] + 2) * 4)
+        for c in read_index(split_dir)["chunks"]
+    ]
+    tokens = torch.from_numpy(np.concatenate(chunks or [np.zeros(0)]).astype(np.int64))
+    if not len(tokens):
+        raise ValueError(f"{split_dir} holds no tokens; evaluate another --split or prepare more data")
+    n_bytes = metadata["splits"][split].get("bytes")  # datasets prepared before byte counts: decode the documents
+    if n_bytes is None:
+        n_bytes = len(tokenizer.backend.decode(tokens.tolist(), skip_special_tokens=True).encode())
+    return tokens, n_bytes
+
+
+# ---- scoring --------------------------------------------------------------------------------------
+def windows(n_targets: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """``(begin, end, first_scored)`` per window: inputs ``ids[begin:end]`` predict ``ids[begin+1:end+1]``,
+    of which those from position ``first_scored`` on count (the earlier ones were scored before)."""
+    spans, scored = [], 0
+    for begin in range(0, n_targets, stride):
+        end = min(begin + context, n_targets)
+        spans.append((begin, end, scored))
+        scored = end
+        if end == n_targets:
+            break
+    return spans
+
+
+@torch.inference_mode()
+def score(model: GPT, ids: torch.Tensor, context: int, stride: int, batch_size: int, bar: tqdm) -> float:
+    """Total negative log-likelihood (nats) of ``ids[1:]``, each token scored exactly once."""
+    spans = windows(len(ids) - 1, context, stride)
+    device = model.wte.weight.device
+    nats = 0.0
+    for first in range(0, len(spans), batch_size):
+        batch = spans[first : first + batch_size]
+        width = max(end - begin for begin, end, _ in batch)
+        inputs = torch.zeros(len(batch), width, dtype=torch.long)
+        targets = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        for row, (begin, end, scored) in enumerate(batch):
+            # Right padding: causal attention keeps it from changing the positions before it.
+            inputs[row, : end - begin] = ids[begin:end]
+            targets[row, scored - begin : end - begin] = ids[scored + 1 : end + 1]
+        logits = model(inputs.to(device))
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.to(device).flatten(), ignore_index=IGNORE, reduction="sum")
+        nats += loss.item()
+        bar.update(sum(end - scored for _, end, scored in batch))
+    return nats
+
+
+def summarize(name: str, nats: float, tokens: int, n_bytes: int) -> dict:
+    loss = nats / tokens
+    return {
+        "input": name,
+        "tokens": tokens,
+        "bytes": n_bytes,
+        "nats": nats,
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "bits_per_byte": nats / (math.log(2) * n_bytes),
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    width = max(len("input"), *(len(r["input"]) for r in rows))
+    lines = [f"{'input':<{width}}  {'tokens':>12}  {'bytes':>13}  {'loss':>7}  {'perplexity':>10}  {'bits/byte':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r['input']:<{width}}  {r['tokens']:>12,}  {r['bytes']:>13,}  {r['loss']:>7.4f}  "
+            f"{r['perplexity']:>10.3f}  {r['bits_per_byte']:>9.4f}"
+        )
+    return "\n".join(lines)
