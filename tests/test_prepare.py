@@ -112,3 +112,15 @@ def test_exclude_drops_matching_paths(tmp_path):
     assert sorted(s.rsplit("/", 1)[-1] for s in sources) == ["a.py", "b.py"]
     with pytest.raises(FileNotFoundError, match="--exclude"):
         prepare([str(tmp_path / "lib")], str(tmp_path / "out2"), exclude=["*.py"])
+
+
+def test_lopsided_document_split_is_reported(tmp_path, shakespeare_slice, caplog):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.txt").write_text(shakespeare_slice.read_text())
+    (tmp_path / "in" / "small.txt").write_text("a short note " * 20)
+    for seed in range(4):  # some seed puts the big document in validation
+        meta = prepare([str(tmp_path / "in")], str(tmp_path / f"out{seed}"), val_fraction=0.5, seed=seed)
+        if meta["splits"]["val"]["tokens"] > meta["splits"]["train"]["tokens"]:
+            assert "validation holds" in caplog.text and "another --seed" in caplog.text
+            return
+    pytest.fail("no seed put the big document in validation")

@@ -135,7 +135,20 @@ def prepare(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     print_summary(target, metadata, written, stats, time.perf_counter() - start_time)
+    warn_if_lopsided(metadata["splits"], val_fraction if val_size is None else None)
     return metadata
+
+
+def warn_if_lopsided(splits: dict, val_fraction: float | None) -> None:
+    """A split by document follows document counts, not sizes: one huge document can land in validation."""
+    train, val = splits["train"]["tokens"], splits["val"]["tokens"]
+    share = val / max(1, train + val)
+    if val_fraction is not None and not val_fraction / 3 <= share <= min(0.5, 3 * val_fraction):
+        log.warning(
+            "validation holds %.1f%% of the tokens (asked for %.0f%% of the documents): the documents differ "
+            "greatly in size; draw again with another --seed, choose --val_size, or prepare the large file on its own",
+            100 * share, 100 * val_fraction,
+        )
 
 
 # ---- inputs -------------------------------------------------------------------------------------------
