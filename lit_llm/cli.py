@@ -20,11 +20,13 @@ commands:
   export     write a checkpoint as a Hugging Face transformers model folder
   plan       estimate compute, time, memory and cost of a run before starting it
   consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
+  plot       loss curves (PNG) from run folders' TensorBoard events (pip install "lit-llm[plot]")
 """
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback
-# (FloatingPointError: lit_llm.module.NonFiniteLossError, which names the checkpoint to resume from).
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+# (FloatingPointError: lit_llm.module.NonFiniteLossError, which names the checkpoint to resume from;
+# ImportError: an optional extra that is not installed, named with its pip command).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
@@ -56,7 +58,7 @@ def run_function(function, prog: str, args: list[str]) -> None:
     for name, param in flags.items():
         help_text = next((d.description for d in docs.params if d.arg_name == name), None)
         parser.add_argument(f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text)
-    for option in ("--inputs", "--exclude"):
+    for option in ("--inputs", "--exclude", "--run_dirs", "--tags"):
         args = gather_list_option(args, option)
     function(**parser.parse_args(args).as_dict())
 
@@ -82,6 +84,10 @@ def function_command(name: str):
         from lit_llm.export import export
 
         return export
+    if name == "plot":
+        from lit_llm.plot import plot
+
+        return plot
     if name == "consolidate":
         from lit_llm.checkpointing import consolidate
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             from lit_llm.trainer_cli import run
 
             run(None if from_shell else argv)
-        elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate"):
+        elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):
             run_function(function_command(command), f"lit-llm {command}", args)
         elif command == "data" and args[:1] == ["info"]:
             from lit_llm.data.info import data_info
