@@ -45,8 +45,8 @@ class Throughput(L.Callback):
         self.step_ends.append((time.perf_counter(), self.run_tokens))
         if len(self.step_ends) > trainer.log_every_n_steps + 1:
             self.step_ends.popleft()
-        if len(self.step_ends) < 2:  # the first step includes start-up and compilation: never timed
-            return
+        if len(self.step_ends) < 2 or not getattr(pl_module, "logs_this_step", True):  # the first step includes
+            return  # start-up and compilation: never timed; other steps log only when the logger writes
         (t0, tokens0), (t1, tokens1) = self.step_ends[0], self.step_ends[-1]
         tokens_per_sec = (tokens1 - tokens0) / (t1 - t0)
         pl_module.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
