@@ -26,6 +26,8 @@ class ModelConfig:
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_eps: float = 1e-5
     mlp: Literal["gelu", "swiglu"] = "gelu"
+    # The GELU MLP's activation: exact erf GELU (as nanoGPT; cheaper on a CPU) or GPT-2's tanh approximation.
+    gelu: Literal["exact", "tanh"] = "exact"
     intermediate_size: int | None = None  # None: 4·d for GELU, ~8/3·d rounded to 256 for SwiGLU
     bias: bool = False
     tie_embeddings: bool = True

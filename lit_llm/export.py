@@ -31,7 +31,7 @@ LEGACY_WEIGHTS = "pytorch_model.bin"
 HF_TOKENIZER = "tokenizer.json"
 # Buffers that some transformers versions save beside the parameters; they hold no learned weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
-# Activations that compute GELU's tanh approximation, the one our GELU MLP uses.
+# Activations that compute GELU's tanh approximation (lit-llm's `gelu: tanh`); `gelu` is the exact one.
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
 
@@ -117,7 +117,7 @@ def _gpt2_hf_config(c: ModelConfig) -> dict:
         "n_layer": c.n_layer,
         "n_head": c.n_head,
         "n_inner": c.intermediate_size,
-        "activation_function": "gelu_new",  # GPT-2's own name for the tanh GELU
+        "activation_function": "gelu_new" if c.gelu == "tanh" else "gelu",  # gelu_new: GPT-2's tanh GELU
         "layer_norm_epsilon": c.norm_eps,
         "resid_pdrop": c.dropout,
         "embd_pdrop": c.dropout,
@@ -150,13 +150,14 @@ def _require(ok: bool, message: str) -> None:
 
 def _gpt2_lit_config(hf: dict, source: str) -> ModelConfig:
     activation = hf.get("activation_function", "gelu_new")
-    _require(activation in TANH_GELUS, f"{source}: activation_function={activation!r} is not supported; lit-llm's GPT-2 MLP computes the tanh GELU ({', '.join(TANH_GELUS)})")
+    _require(activation in (*TANH_GELUS, "gelu"), f"{source}: activation_function={activation!r} is not supported; lit-llm's GPT-2 MLP computes the tanh GELU ({', '.join(TANH_GELUS)}) or the exact one (gelu)")
     _require(not hf.get("scale_attn_by_inverse_layer_idx"), f"{source}: scale_attn_by_inverse_layer_idx=true is not supported; lit-llm scales attention by 1/sqrt(head size) only")
     _require(hf.get("scale_attn_weights", True), f"{source}: scale_attn_weights=false is not supported; lit-llm always scales attention by 1/sqrt(head size)")
     return ModelConfig(
         n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], block_size=hf["n_positions"],
         vocab_size=hf["vocab_size"], intermediate_size=hf.get("n_inner") or 4 * hf["n_embd"],
         positions="learned", norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), mlp="gelu",
+        gelu="exact" if activation == "gelu" else "tanh",
         bias=True, tie_embeddings=hf.get("tie_word_embeddings", True), dropout=hf.get("resid_pdrop", 0.0),
     )
 

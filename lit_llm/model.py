@@ -93,6 +93,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.swiglu = config.mlp == "swiglu"
+        self.gelu_approximate = "tanh" if config.gelu == "tanh" else "none"
         # SwiGLU's gate and up projections are one matmul: [gate | up].
         n_in = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
         self.fc = nn.Linear(config.n_embd, n_in, bias=config.bias)
@@ -104,7 +105,7 @@ class MLP(nn.Module):
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
-            h = F.gelu(h, approximate="tanh")
+            h = F.gelu(h, approximate=self.gelu_approximate)
         return self.proj(h)
 
 
