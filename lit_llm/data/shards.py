@@ -62,6 +62,9 @@ def open_split(path: str, view: Path, split: str, block_size: int, shuffle: bool
         cache_dir=str(view / split) if remote else None,
         item_loader=TokensLoader(block_size=block_size),
         shuffle=shuffle,
+        # A full permutation of each chunk's sequences, not LitData's default windows of 256 neighbours:
+        # batches of nearby text trained tiny Shakespeare to val loss 1.93, uniform ones to 1.87 (docs/results.md).
+        item_shuffle_window="full",
         drop_last=True,
         seed=seed,
         storage_options=storage_options or {},
