@@ -28,6 +28,45 @@ class NonFiniteLossError(FloatingPointError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
+class NonFiniteGuard:
+    """Skips optimizer steps whose gradient norm is not finite, and counts them, without a host sync.
+
+    Reading a GPU value makes the host wait for the GPU, so nothing here is read per step: a fused AdamW
+    skips the step on the device (its ``found_inf`` input, as AMP's GradScaler drives it: no update, no
+    step count), and the counts stay on the device until ``read`` (on logging steps). Other optimizers
+    have no such input; for them the step's gradients are dropped, which reads the norm every step.
+    """
+
+    def __init__(self) -> None:
+        self.skipped_steps = 0  # skipped steps of the run up to the last read
+        self.counts: torch.Tensor | None = None  # on the device: current run, longest run, skipped (since the read)
+
+    def record(self, optimizer: torch.optim.Optimizer, grad_norm: torch.Tensor) -> None:
+        nonfinite = ~torch.isfinite(grad_norm)
+        if optimizer.defaults.get("fused"):
+            optimizer.found_inf = nonfinite.float()
+        elif nonfinite:
+            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+        if self.counts is None:
+            self.counts = torch.zeros(3, dtype=torch.long, device=grad_norm.device)
+        bad = nonfinite.long()
+        run = (self.counts[0] + 1) * bad
+        self.counts = torch.stack([run, torch.maximum(self.counts[1], run), self.counts[2] + bad])
+
+    def read(self) -> tuple[int, int]:
+        """(longest run of consecutive skipped steps, steps skipped) since the last read."""
+        if self.counts is None:
+            return 0, 0
+        run, longest, skipped = self.counts.tolist()
+        self.counts = self.counts.new_tensor([run, 0, 0])
+        self.skipped_steps += skipped
+        return longest, skipped
+
+    def total(self) -> int:
+        """Skipped steps of the run, those not read yet included."""
+        return self.skipped_steps + (int(self.counts[2]) if self.counts is not None else 0)
+
+
 class LitLLM(L.LightningModule):
     def __init__(
         self,
@@ -67,7 +106,8 @@ class LitLLM(L.LightningModule):
                 derived from it, the micro batch (data.batch_size) and the device count.
             compile: torch.compile the model.
             activation_checkpointing: recompute each block in the backward pass to save memory.
-            max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss or gradient.
+            max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss or gradient
+                (checked on logging steps: every ``trainer.log_every_n_steps``).
             sample_prompt: text the model continues at every validation (logged to TensorBoard).
             sample_tokens: tokens sampled at every validation (0 disables sampling).
         """
@@ -107,8 +147,8 @@ class LitLLM(L.LightningModule):
         self.source_val_losses = torch.nn.ModuleList()
         self.next_token_loss = next_token_loss  # compiled with the model in configure_model
         self.logs_this_step = True  # set per batch in on_train_batch_start
-        self.nonfinite_steps = 0  # consecutive skipped steps
-        self.skipped_steps = 0  # all skipped steps of the run
+        self.step_loss: torch.Tensor | None = None  # the last micro-batch's loss, logged with the step
+        self.nonfinite = NonFiniteGuard()
 
     # ---- set-up -------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -176,9 +216,7 @@ class LitLLM(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        if self.logs_this_step:
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
-            self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
+        self.step_loss = loss.detach()
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -232,25 +270,30 @@ class LitLLM(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip here rather than through the Trainer: works with fused AdamW under bf16-mixed, and lets
-        us log the norm and skip steps whose gradients are not finite."""
+        us log the norm and skip steps whose gradients are not finite. Called once per optimizer step."""
         max_norm = self.grad_clip if self.grad_clip is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
         if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
             norm = norm.full_tensor()
+        self.nonfinite.record(optimizer, norm)
         if self.logs_this_step:
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False, sync_dist=False)
-            self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False, sync_dist=False)
-        if torch.isfinite(norm):
-            self.nonfinite_steps = 0
-            return
-        # AdamW leaves parameters without a gradient untouched: dropping the gradients skips the step.
-        optimizer.zero_grad(set_to_none=True)
-        self.nonfinite_steps += 1
-        self.skipped_steps += 1
-        rank_zero_info(f"step {self.trainer.global_step}: non-finite loss or gradient norm ({norm.item()}); step skipped")
-        if self.nonfinite_steps >= self.max_nonfinite_steps:
+            self._log_step(norm)
+
+    def _log_step(self, grad_norm: torch.Tensor) -> None:
+        """Step metrics, on the steps the logger writes, read from the device in one go and logged as CPU
+        values: the progress bar converts its metrics every step, which for a GPU value is a host sync."""
+        loss, grad_norm = torch.stack([self.step_loss.float(), grad_norm.float()]).cpu()
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
+        self.log("train/grad_norm", grad_norm, on_step=True, on_epoch=False, sync_dist=False)
+        self.log("train/lr", torch.tensor(self.lr_schedulers().get_last_lr()[0]), on_step=True, on_epoch=False)
+        longest_run, skipped = self.nonfinite.read()
+        self.log("train/skipped_steps", torch.tensor(float(self.nonfinite.skipped_steps)), on_step=True, on_epoch=False)
+        if skipped:
+            rank_zero_info(f"step {self.trainer.global_step}: {skipped} step(s) with a non-finite loss or gradient norm "
+                           f"skipped since the last logging step ({self.nonfinite.skipped_steps} in all)")
+        if longest_run >= self.max_nonfinite_steps:
             raise NonFiniteLossError(
-                f"{self.nonfinite_steps} consecutive steps had a non-finite loss or gradient; stopping. "
+                f"{longest_run} consecutive steps had a non-finite loss or gradient; stopping. "
                 f"Resume from the last good checkpoint ({self._last_checkpoint()}) with a lower learning rate "
                 f"or bf16 instead of fp16"
             )
@@ -282,11 +325,11 @@ class LitLLM(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "model_config": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_json(),
-            "skipped_steps": self.skipped_steps,
+            "skipped_steps": self.nonfinite.total(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.skipped_steps = checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_steps", 0)
+        self.nonfinite.skipped_steps = checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_steps", 0)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Lightning writes step metrics when (optimizer steps done + 1) % log_every_n_steps == 0 and at the

@@ -1,5 +1,7 @@
 """The LightningModule's own behaviour: schedules, the non-finite guard, global batch derivation."""
 
+import traceback
+
 import lightning as L
 import pytest
 import torch
@@ -55,13 +57,79 @@ def test_non_finite_step_is_skipped_and_counted(byte_dataset, tmp_path):
     callback = InjectNaNGradient({3, 7})
     module, trainer = train(byte_dataset, tmp_path, callback)
     assert callback.moved == {3: False, 7: False}  # the poisoned steps changed no weight
-    assert module.skipped_steps == 2 and trainer.global_step == 12
+    assert module.nonfinite.total() == 2 and trainer.global_step == 12
     assert all(torch.isfinite(p).all() for p in module.parameters())
+    optimizer = trainer.optimizers[0]  # nor AdamW's state: 12 steps, 2 of them skipped
+    assert optimizer.defaults["fused"] and hasattr(optimizer, "found_inf")  # skipped on the device
+    assert all(optimizer.state[p]["step"] == 10 for p in module.parameters())
+    assert all(torch.isfinite(v).all() for state in optimizer.state.values() for v in state.values())
 
 
 def test_consecutive_non_finite_steps_stop_the_run(byte_dataset, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps .* Resume from the last good checkpoint \(.*best\.ckpt\)"):
-        train(byte_dataset, tmp_path, InjectNaNGradient({6, 7, 8, 9}), max_nonfinite_steps=3)
+        train(byte_dataset, tmp_path, InjectNaNGradient({6, 7, 8}), max_nonfinite_steps=3)
+
+
+class CountDeviceReads(L.Callback):
+    """Counts tensor-to-host reads (``item``, ``bool``, ``tolist``, ...) by lit-llm or Lightning code from
+    the start of each step whose metrics the logger does not write to the start of the next step. On a
+    GPU each such read makes the host wait for the GPU, so these steps should make none.
+
+    Lightning's progress bar converts its metrics to numbers every step, which is free only if they are
+    host copies: those reads are left out here, and every progress-bar value LitLLM logs is checked to
+    come from ``Tensor.cpu`` instead (on this CPU-only machine, ``cpu`` is made to copy).
+    """
+
+    READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
+
+    def __init__(self, monkeypatch) -> None:
+        self.counting = False
+        self.reads: list[str] = []
+        self.host_copies: set[int] = set()  # storages that Tensor.cpu returned
+        self.progress_bar_values: list[bool] = []  # per progress-bar log call: was it a host copy?
+        for name in self.READS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name), name))
+        to_host, log = torch.Tensor.cpu, LitLLM.log
+
+        def copying_cpu(tensor, *args, **kwargs):
+            copy = to_host(tensor, *args, **kwargs).clone()
+            self.host_copies.add(copy.untyped_storage().data_ptr())
+            return copy
+
+        def checked_log(module, name, value, *args, **kwargs):
+            if kwargs.get("prog_bar") and module.trainer.training:
+                self.progress_bar_values.append(value.untyped_storage().data_ptr() in self.host_copies)
+            return log(module, name, value, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "cpu", copying_cpu)
+        monkeypatch.setattr(LitLLM, "log", checked_log)
+
+    def _counted(self, read, name):
+        def counted(tensor, *args, **kwargs):
+            if self.counting:
+                callers = [f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_stack()[:-1]]
+                ours = [c for c in callers if "lit_llm" in c or "lightning/pytorch" in c]
+                if ours and not any(c.endswith(" convert_tensors_to_scalars") for c in callers):  # progress bar
+                    self.reads.append(f"{name} from {ours[-1]}")
+            return read(tensor, *args, **kwargs)
+        return counted
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step + 1  # Lightning writes this step's metrics if it is a multiple of the interval
+        logging = step % trainer.log_every_n_steps == 0 or step == trainer.max_steps
+        self.counting = step > 2 and not logging
+
+
+def test_steps_between_logging_steps_never_wait_for_the_device(byte_dataset, tmp_path, monkeypatch):
+    counter = CountDeviceReads(monkeypatch)
+    module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0)
+    trainer = L.Trainer(
+        max_steps=12, accelerator="cpu", callbacks=[counter], default_root_dir=tmp_path, log_every_n_steps=5,
+        limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False, enable_model_summary=False,
+    )  # the progress bar and the TensorBoard logger on, as `lit-llm fit` runs
+    trainer.fit(module, datamodule=TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0))
+    assert counter.reads == []
+    assert counter.progress_bar_values == [True, True, True]  # train/loss at steps 5, 10 and 12
 
 
 def test_global_batch_sets_gradient_accumulation(byte_dataset, tmp_path):
