@@ -5,12 +5,11 @@ The baseline is lit-llm's model in the bare loop of benchmarks/throughput.py, at
 
   compile        torch.compile of the model (or, with --compile, the eager model for comparison)
   loss           the loss compiled on its own; a chunked linear + cross-entropy that never holds all logits
-  optimizer      fused AdamW; foreach AdamW (lit-llm picks fused on CUDA and PyTorch's default elsewhere)
+  optimizer      foreach and for-loop AdamW instead of the fused one lit-llm uses (on CUDA and CPU)
   sdpa           the math attention kernel instead of the one SDPA picks (flash where it can)
   precision      bf16 autocast instead of fp32 (or the reverse, with --precision bf16-mixed)
   checkpointing  activation checkpointing of every block (memory saved against speed lost)
-  gelu           the exact (erf) GELU that nanoGPT uses instead of GPT-2's tanh approximation
-  logging        lit-llm's Lightning step, as is and with step metrics logged only on logging steps
+  gelu           GPT-2's tanh approximation instead of the exact (erf) GELU (lit-llm's default, as nanoGPT's)
 
     python benchmarks/features.py --preset micro --features optimizer,sdpa,precision
     python benchmarks/features.py --preset micro --arch vocab_size=50304 --features loss --batch-size 4
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from throughput import Variant, common_parser, report, run
 
-FEATURES = ("compile", "loss", "optimizer", "sdpa", "precision", "checkpointing", "gelu", "logging")
+FEATURES = ("compile", "loss", "optimizer", "sdpa", "precision", "checkpointing", "gelu")
 
 
 def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
@@ -35,7 +34,7 @@ def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
     if feature == "loss":
         return [replace(baseline, name="compiled-loss", loss="compiled"), replace(baseline, name="chunked-loss", loss="chunked")]
     if feature == "optimizer":
-        return [replace(baseline, name="fused-adamw", optimizer="fused"), replace(baseline, name="foreach-adamw", optimizer="foreach")]
+        return [replace(baseline, name="foreach-adamw", optimizer="foreach"), replace(baseline, name="for-loop-adamw", optimizer="for-loop")]
     if feature == "sdpa":
         return [replace(baseline, name="sdpa-math", sdpa="math")]
     if feature == "precision":
@@ -44,26 +43,16 @@ def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
     if feature == "checkpointing":
         return [replace(baseline, name="activation-checkpointing", activation_checkpointing=True)]
     if feature == "gelu":
-        return [replace(baseline, name="exact-gelu", exact_gelu=True)]
-    if feature == "logging":
-        lightning = replace(baseline, name="lightning", kind="lightning")
-        return [lightning, replace(lightning, name="lightning-lean-logging", lean_logging=True)]
+        return [replace(baseline, name="tanh-gelu", gelu="tanh")]
     raise ValueError(f"unknown feature {feature!r}; choose from {FEATURES}")
 
 
-def reference_of(variant: Variant) -> str:
-    """Which row a variant is compared with: Lightning variants with lit-llm's own Lightning step."""
-    return "lightning" if variant.kind == "lightning" else "baseline"
-
-
 def comparison_columns(summary: dict) -> dict[str, list[str]]:
-    """Speed and memory of each row relative to the row it is compared with."""
-    rows = {r["name"]: r for r in summary["variants"]}
-    columns: dict[str, list[str]] = {"compared with": [], "speed ×": [], "speed × (CPU time)": [], "memory ×": []}
+    """Speed and memory of each row relative to the baseline's."""
+    ref = next(r for r in summary["variants"] if r["name"] == "baseline")
+    columns: dict[str, list[str]] = {"speed ×": [], "speed × (CPU time)": [], "memory ×": []}
     for r in summary["variants"]:
-        ref = rows.get(reference_of(Variant(**r["settings"])))
-        same = ref is None or ref is r or r["error"] or ref["error"]
-        columns["compared with"].append("" if same else ref["name"])
+        same = ref is r or r["error"] or ref["error"]
         columns["speed ×"].append("" if same else f"{ref['step_ms'] / r['step_ms']:.3f}")
         cpu = not same and r.get("cpu_step_ms") and ref.get("cpu_step_ms")
         columns["speed × (CPU time)"].append(f"{ref['cpu_step_ms'] / r['cpu_step_ms']:.3f}" if cpu else "")

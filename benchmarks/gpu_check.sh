@@ -5,7 +5,7 @@
 #   2. the same shape, compiled model with lit-llm's loss vs a compiled loss vs a chunked loss
 #   3. llama-1b under FSDP2 on the one GPU: fits? tokens/s, MFU, peak memory
 #   4. eager speed features at the 124M shape: fused/foreach AdamW, SDPA math vs flash, fp32 vs bf16,
-#      activation checkpointing, loss variants, lean step logging
+#      activation checkpointing, tanh vs exact GELU, loss variants
 # Writes gpu_check.md (the short table), gpu_check.log (every stage's output) and one JSON per stage
 # under $OUT (or benchmarks/results/): six files, inside the device tool's eight.
 #
@@ -65,7 +65,7 @@ stage gpt2-124m-loss 100 benchmarks/features.py "${gpt2[@]}" --precision "$preci
 stage llama-1b-fsdp2 80 benchmarks/throughput.py "${big[@]}" --precision "$precision" --strategy fsdp2 \
   --variants lightning --rounds 1 --warmup 3 --steps 8 --num-workers 4 --loader-batches 0 "${data[@]}"
 stage gpt2-124m-eager-features 105 benchmarks/features.py "${gpt2[@]}" --precision "$precision" --rounds 1 \
-  --warmup 3 --steps 8 --features optimizer,sdpa,precision,checkpointing,gelu,loss,logging "${data[@]}"
+  --warmup 3 --steps 8 --features optimizer,sdpa,precision,checkpointing,gelu,loss "${data[@]}"
 
 python3 benchmarks/summarize.py "$out"/*.json | tee "$out/gpu_check.md"
 echo "total $((SECONDS - start)) s; results in $out"

@@ -2,7 +2,8 @@
 
 Written for the benchmark, not imported from lit_llm: it is the yardstick lit-llm's model must match.
 Like nanoGPT it computes the loss inside ``forward`` (so ``torch.compile`` of the model compiles the
-loss too), uses exact GELU and a LayerNorm with an optional bias, and ties the embedding and head.
+loss too), uses exact GELU (or the tanh approximation, so it can match a model that uses it), a
+LayerNorm with an optional bias, and ties the embedding and head.
 Only the GPT-2 family is covered: learned positions, LayerNorm, GELU MLP.
 """
 
@@ -25,6 +26,7 @@ class ReferenceConfig:
     n_embd: int
     bias: bool
     dropout: float = 0.0
+    gelu_approximate: str = "none"  # nanoGPT's exact GELU; "tanh" for GPT-2's approximation
 
 
 class LayerNorm(nn.Module):
@@ -61,7 +63,7 @@ class MLP(nn.Module):
     def __init__(self, config: ReferenceConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

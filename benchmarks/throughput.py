@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -50,7 +51,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -89,13 +90,15 @@ class Variant:
     precision: str = "32-true"  # 32-true | bf16-mixed
     compile: bool = False
     activation_checkpointing: bool = False
-    optimizer: str = "default"  # default (lit-llm's choice: fused on CUDA) | fused | foreach
+    optimizer: str = "fused"  # fused (lit-llm's choice) | foreach | for-loop  (bare and reference only)
     loss: str = "plain"  # plain (lit-llm's) | compiled | chunked  (bare only)
     sdpa: str = "auto"  # auto (SDPA picks: flash where it can) | math (forces the unfused kernel)
     strategy: str = "auto"  # auto | fsdp2  (lightning only)
     num_workers: int = 1  # lightning's data loader workers
-    lean_logging: bool = False  # lightning only: LeanLoggingLitLLM, the logging patch proposed in docs/benchmarks.md
-    exact_gelu: bool = False  # bare only: erf GELU (as nanoGPT) instead of lit-llm's tanh approximation (GPT-2's)
+    gelu: str | None = None  # tanh | exact: overrides the model config's GELU (None keeps it)
+
+    def model_config(self, config: ModelConfig) -> ModelConfig:
+        return replace(config, gelu=self.gelu) if self.gelu else config
 
 
 @dataclass
@@ -314,30 +317,15 @@ def chunk_tokens_for(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
     return max(128, budget_bytes // (4 * vocab_size))
 
 
-class ExactGeluMLP(torch.nn.Module):
-    """lit-llm's GELU MLP (same weights) with the exact erf GELU instead of the tanh approximation."""
-
-    def __init__(self, mlp: torch.nn.Module) -> None:
-        super().__init__()
-        self.fc, self.proj = mlp.fc, mlp.proj
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
-
-
 # ---- runners -----------------------------------------------------------------------------------
-def build_optimizer(params, variant: Variant, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW as LitLLM configures it: decay on matrices only, fused on CUDA unless told otherwise."""
+def build_optimizer(params, variant: Variant) -> torch.optim.Optimizer:
+    """AdamW as LitLLM configures it: decay on matrices only, fused unless told otherwise."""
     params = [p for p in params if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    kinds = {
-        "default": {"fused": True if device.type == "cuda" else None},
-        "fused": {"fused": True},
-        "foreach": {"foreach": True},
-    }
+    kinds = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
     return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), **kinds[variant.optimizer])
 
 
@@ -348,17 +336,15 @@ class BareRunner:
         self.variant, self.shape, self.batches, self.device = variant, shape, batches, device
         self.model = self._build_model().to(device)
         self.loss_fn = self._build_loss()
-        self.optimizer = build_optimizer(self.model.parameters(), variant, device)
+        self.optimizer = build_optimizer(self.model.parameters(), variant)
         self.next_batch = 0
 
     def _build_model(self) -> torch.nn.Module:
-        c = self.shape.config
+        c = self.variant.model_config(self.shape.config)
         if self.variant.kind == "reference":
-            return ReferenceGPT(ReferenceConfig(c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.bias, c.dropout))
+            gelu = "tanh" if c.gelu == "tanh" else "none"
+            return ReferenceGPT(ReferenceConfig(c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.bias, c.dropout, gelu))
         model = GPT(c)
-        if self.variant.exact_gelu and c.mlp == "gelu":
-            for block in model.blocks:
-                block.mlp = ExactGeluMLP(block.mlp)
         if self.variant.activation_checkpointing:  # as lit_llm.parallel.apply_parallelism does
             for i, block in enumerate(model.blocks):
                 model.blocks[i] = checkpoint_wrapper(block)
@@ -404,27 +390,6 @@ class BareRunner:
         return wall[warmup:], cpu[warmup:]
 
 
-class LeanLoggingLitLLM(LitLLM):
-    """LitLLM whose step-level ``self.log`` calls happen only on the batches whose metrics are written.
-
-    The logger writes step metrics once every ``log_every_n_steps`` optimizer steps, yet LitLLM and its
-    Throughput callback call ``self.log`` five times every step, each costing Lightning host-side work.
-    This is the patch proposed in docs/benchmarks.md, applied from outside to measure it; the progress
-    bar then refreshes its numbers at logging steps only.
-    """
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        # Lightning writes step metrics when (optimizer steps done + 1) % every == 0, and at the last step.
-        every, step, last = self.trainer.log_every_n_steps, self.trainer.global_step + 1, self.trainer.max_steps
-        self.logs_this_batch = every > 0 and (step % every == 0 or step == last)
-        super().on_train_batch_start(batch, batch_idx)
-
-    def log(self, name: str, value, *args, **kwargs) -> None:
-        if kwargs.get("on_step") and self.trainer.training and not self.logs_this_batch:
-            return
-        super().log(name, value, *args, **kwargs)
-
-
 class LightningRunner:
     """lit-llm's real training step: LitLLM + TokenDataModule through L.Trainer, one fit per round.
 
@@ -435,9 +400,8 @@ class LightningRunner:
     def __init__(self, variant: Variant, shape: Shape, data_dir: Path, workdir: Path, device: torch.device) -> None:
         self.variant, self.shape, self.device = variant, shape, device
         self.workdir = workdir
-        module_class = LeanLoggingLitLLM if variant.lean_logging else LitLLM
-        self.module = module_class(
-            architecture=shape.config,
+        self.module = LitLLM(
+            architecture=variant.model_config(shape.config),
             compile=variant.compile,
             activation_checkpointing=variant.activation_checkpointing,
             warmup_steps=10,
@@ -474,8 +438,8 @@ class LightningRunner:
         self.fits += 1
         with sdpa_context(self.variant.sdpa):
             trainer.fit(self.module, self.datamodule)
-        if self.module.skipped_steps:  # a skipped step has no optimizer update: it would flatter the timing
-            raise RuntimeError(f"{self.module.skipped_steps} step(s) had a non-finite loss or gradient")
+        if skipped := self.module.nonfinite.total():  # a skipped step has no optimizer update: it would flatter the timing
+            raise RuntimeError(f"{skipped} step(s) had a non-finite loss or gradient")
         wall, cpu = clock.intervals()
         if side_runners:  # the intervals from a batch's second tick to the next batch's first
             wall, cpu = wall[1::2], cpu[1::2]
@@ -661,6 +625,7 @@ def summarise(measurements: list[Measurement], shape: Shape, device: torch.devic
     accelerator = detect_accelerator(device)
     flops_per_token = shape.config.flops_per_token(shape.seq_len)
     rows = [row(m, shape, flops_per_token, accelerator) for m in measurements]
+    targets, intervals = ratios([r for r in rows if r["error"] is None], loader)
     return {
         "date": datetime.date.today().isoformat(),
         "device": device_description(device),
@@ -670,7 +635,8 @@ def summarise(measurements: list[Measurement], shape: Shape, device: torch.devic
         "flops_per_token": flops_per_token,
         "variants": rows,
         "loader_tokens_per_sec": loader,
-        "ratios": ratios([r for r in rows if r["error"] is None], loader),
+        "ratios": targets,
+        "ratio_intervals": intervals,
     }
 
 
@@ -695,19 +661,38 @@ def row(m: Measurement, shape: Shape, flops_per_token: int, accelerator) -> dict
     }
 
 
-def ratios(rows: list[dict], loader: float | None) -> dict:
-    """The issue's targets as ratios; on a CPU also from CPU time, which other jobs' load does not inflate."""
+def ratios(rows: list[dict], loader: float | None) -> tuple[dict, dict]:
+    """The issue's targets as ratios (on a CPU also from CPU time, which other jobs' load does not
+    inflate), each with its 95% interval where the variants' steps pair up."""
     by_name = {r["name"]: r for r in rows}
-    result = {}
+    result, intervals = {}, {}
     for clock, suffix in (("step_ms", ""), ("cpu_step_ms", "_cpu_time")):
-        if {"lightning", "bare"} <= by_name.keys() and by_name["bare"][clock]:
-            result["lightning_overhead" + suffix] = by_name["lightning"][clock] / by_name["bare"][clock] - 1
-        if {"bare", "reference"} <= by_name.keys() and by_name["bare"][clock]:
-            result["lit_model_vs_reference" + suffix] = by_name["reference"][clock] / by_name["bare"][clock]
+        for key, slower, faster, offset in (("lightning_overhead", "lightning", "bare", 1),
+                                            ("lit_model_vs_reference", "reference", "bare", 0)):
+            if {slower, faster} <= by_name.keys() and by_name[faster][clock]:
+                paired = paired_ratio(by_name[slower][clock + "_all"], by_name[faster][clock + "_all"])
+                if paired is None:
+                    result[key + suffix] = by_name[slower][clock] / by_name[faster][clock] - offset
+                else:
+                    result[key + suffix], *interval = (value - offset for value in paired)
+                    intervals[key + suffix] = interval
     if loader is not None and rows:
         consumer = by_name.get("lightning") or rows[0]
         result["loader_vs_training"] = loader / consumer["tokens_per_sec"]
-    return result
+    return result, intervals
+
+
+def paired_ratio(numerators: list[float], denominators: list[float], resamples: int = 2000
+                 ) -> tuple[float, float, float] | None:
+    """Median of the per-step ratios (step i of one variant over step i of the other) and its 95%
+    bootstrap interval. Interleaved steps share the machine's load of their moment, so pairing them
+    cancels most of it. None when the variants timed different numbers of steps, or too few."""
+    if len(numerators) != len(denominators) or len(numerators) < 10:
+        return None
+    per_step = [a / b for a, b in zip(numerators, denominators)]
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(per_step, k=len(per_step))) for _ in range(resamples))
+    return statistics.median(per_step), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 TARGETS = {
@@ -740,7 +725,9 @@ def table(summary: dict, extra: dict[str, list[str]] | None = None) -> str:
     lines.append("")
     for key, value in summary["ratios"].items():
         label, fmt, target = TARGETS[key]
-        lines.append(f"{label}: {fmt.format(value)} ({target})")
+        interval = summary["ratio_intervals"].get(key)
+        paired = f" (median of paired steps, 95% interval {fmt.format(interval[0])} to {fmt.format(interval[1])})" if interval else ""
+        lines.append(f"{label}: {fmt.format(value)}{paired} ({target})")
     if summary["loader_tokens_per_sec"] is not None:
         lines.append(f"StreamingDataLoader alone: {summary['loader_tokens_per_sec']:,.0f} tokens/s")
     return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end at toy sizes and report every variant (speed itself is not tested)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TOY = ["--preset", "micro", "--arch", "n_layer=1", "n_embd=32", "n_head=2", "block_size=32", "--batch-size", "2",
+       "--rounds", "1", "--warmup", "1", "--steps", "2", "--threads", "1"]
+
+
+def run_benchmark(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    cmd = [sys.executable, str(BENCHMARKS / script), *TOY, "--workdir", str(tmp_path / "work"), "--json", str(out), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def assert_measured(summary: dict, names: list[str]) -> None:
+    rows = {r["name"]: r for r in summary["variants"]}
+    assert list(rows) == names
+    for name, r in rows.items():
+        assert r["error"] is None, (name, r["error"])
+        assert r["tokens_per_sec"] > 0 and r["step_ms"] > 0, name
+
+
+@pytest.mark.slow
+def test_throughput_measures_lightning_bare_and_reference_with_memory_and_loader(tmp_path):
+    summary = run_benchmark("throughput.py", "--loader-batches", "5", tmp_path=tmp_path)
+    assert_measured(summary, ["lightning", "bare", "reference"])
+    assert all(r["peak_memory_bytes"] > 0 for r in summary["variants"])
+    assert set(summary["ratios"]) >= {"lightning_overhead", "lit_model_vs_reference", "loader_vs_training"}
+    assert summary["shape"]["model"]["gelu"] == "exact"
+
+
+def test_features_compares_each_feature_with_the_baseline(tmp_path):
+    summary = run_benchmark("features.py", "--features", "gelu,optimizer", "--no-memory", tmp_path=tmp_path)
+    assert_measured(summary, ["baseline", "tanh-gelu", "foreach-adamw", "for-loop-adamw"])
+    assert summary["variants"][1]["settings"]["gelu"] == "tanh"
