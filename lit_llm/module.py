@@ -340,4 +340,9 @@ class LitLLM(L.LightningModule):
         # the run is, so a resumed run draws exactly the masks the uninterrupted one drew, whatever the
         # data loaders and the sanity check consumed from the global RNG in between.
         base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        torch.manual_seed(hash((base, self.trainer.global_step, batch_idx, self.global_rank)) % 2**63)
+        seed = hash((base, self.trainer.global_step, batch_idx, self.global_rank)) % 2**63
+        # The CPU's generator and the training device's own, not torch.manual_seed: that also queues lazy
+        # seeding of every other backend with a stack trace each, ~1 ms a step (docs/benchmarks.md).
+        torch.default_generator.manual_seed(seed)
+        if self.device.type != "cpu":
+            torch.get_device_module(self.device.type).manual_seed(seed)
