@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TOY = ["--preset", "micro", "--arch", "n_layer=1", "n_embd=32", "n_head=2", "block_size=32", "--batch-size", "2",
        "--rounds", "1", "--warmup", "1", "--steps", "2", "--threads", "1"]
@@ -28,7 +26,6 @@ def assert_measured(summary: dict, names: list[str]) -> None:
         assert r["tokens_per_sec"] > 0 and r["step_ms"] > 0, name
 
 
-@pytest.mark.slow
 def test_throughput_measures_lightning_bare_and_reference_with_memory_and_loader(tmp_path):
     summary = run_benchmark("throughput.py", "--loader-batches", "5", tmp_path=tmp_path)
     assert_measured(summary, ["lightning", "bare", "reference"])
