@@ -58,7 +58,6 @@ from types import SimpleNamespace
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from reference_gpt import ReferenceConfig, ReferenceGPT
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
     checkpoint_wrapper,
@@ -70,7 +69,7 @@ from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.prepare import prepare
 from lit_llm.hardware import detect_accelerator
 from lit_llm.model import GPT
-from lit_llm.module import LitLLM
+from lit_llm.module import LitLLM, next_token_loss, weight_decay_groups
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "tinyshakespeare.txt"
@@ -258,25 +257,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
-# ---- losses for the bare loop (lit-llm's, and two candidates that keep the logits small) ---------
-def lit_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """LitLLM.loss's objective on the logits, verbatim."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
-def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """GPT.forward without the output head (the chunked loss applies the head chunk by chunk)."""
-    T = idx.size(1)
-    x = model.wte(idx)
-    if model.wpe is not None:
-        x = x + model.wpe(torch.arange(T, device=idx.device))
-    rope = None if model.wpe is not None else (model.rope_cos[:T], model.rope_sin[:T])
-    x = model.drop(x)
-    for block in model.blocks:
-        x = block(x, rope, 0)
-    return model.norm_f(x)
-
-
+# ---- a loss for the bare loop that keeps the logits small -----------------------------------------
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of ``hidden @ weight.T`` without ever holding all logits.
 
@@ -320,13 +301,8 @@ def chunk_tokens_for(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
 # ---- runners -----------------------------------------------------------------------------------
 def build_optimizer(params, variant: Variant) -> torch.optim.Optimizer:
     """AdamW as LitLLM configures it: decay on matrices only, fused unless told otherwise."""
-    params = [p for p in params if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
     kinds = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-    return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), **kinds[variant.optimizer])
+    return torch.optim.AdamW(weight_decay_groups(params, 0.1), lr=6e-4, betas=(0.9, 0.95), **kinds[variant.optimizer])
 
 
 class BareRunner:
@@ -357,17 +333,17 @@ class BareRunner:
             compiled = torch.compile(self.model) if v.compile else self.model
             return lambda model, x, y: compiled(x, y)
         if v.loss == "chunked":
-            body = torch.compile(hidden_states) if v.compile else hidden_states
+            body = torch.compile(self.model.hidden_states) if v.compile else self.model.hidden_states
             chunk = chunk_tokens_for(self.shape.config.vocab_size)
 
             def chunked(model, x, y):
-                h = body(model, x).flatten(0, 1)
+                h = body(x).flatten(0, 1)
                 return ChunkedLinearCrossEntropy.apply(h, model.lm_head.weight, y.flatten(), chunk)
 
             return chunked
         if v.compile:
             self.model.compile()  # what lit_llm.parallel does for `model.compile: true`
-        cross_entropy = torch.compile(lit_cross_entropy) if v.loss == "compiled" else lit_cross_entropy
+        cross_entropy = torch.compile(next_token_loss) if v.loss == "compiled" else next_token_loss
         return lambda model, x, y: cross_entropy(model(x), y)
 
     def train_step(self) -> None:

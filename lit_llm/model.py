@@ -162,6 +162,10 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T) placed at positions start .. start+T-1."""
+        return self.lm_head(self.hidden_states(idx, start))
+
+    def hidden_states(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The final-norm activations (B, T, n_embd) that the output head turns into logits."""
         T = idx.size(1)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the model's block_size {self.config.block_size}")
@@ -172,7 +176,7 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, start)
-        return self.lm_head(self.norm_f(x))
+        return self.norm_f(x)
 
     def setup_kv_cache(self, batch_size: int, max_len: int | None = None) -> None:
         c = self.config

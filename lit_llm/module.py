@@ -24,6 +24,15 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
+def weight_decay_groups(parameters, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay for matrices and embeddings, none for norms and biases."""
+    trainable = [p for p in parameters if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 class NonFiniteLossError(FloatingPointError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
@@ -238,11 +247,10 @@ class LitLLM(L.LightningModule):
 
     # ---- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
-        fused = all(p.device.type in ("cuda", "cpu") for p in decay + no_decay)  # CPU: docs/benchmarks.md
+        groups = weight_decay_groups(self.model.parameters(), self.weight_decay)
+        fused = all(p.device.type in ("cuda", "cpu") for g in groups for p in g["params"])  # CPU: docs/benchmarks.md
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            groups,
             lr=self.learning_rate,
             betas=self.betas,
             fused=fused or None,
