@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from lit_llm.config import PRESETS, ModelConfig
@@ -435,6 +434,8 @@ def training_step_seconds(
     warmup: int = 2,
 ) -> float:
     """Mean wall time of forward + backward + AdamW steps of lit_llm.model.GPT on ``device`` (eager, no compile)."""
+    from lit_llm.module import next_token_loss  # imports Lightning: only when measuring
+
     torch.manual_seed(0)
     with torch.device(device):
         model = GPT(config).to(torch.bfloat16 if precision == "bf16-true" else torch.float32)
@@ -445,7 +446,7 @@ def training_step_seconds(
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
             logits = model(inputs)
-        F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()).backward()
+        next_token_loss(logits, targets).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
