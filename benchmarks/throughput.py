@@ -63,13 +63,14 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
     checkpoint_wrapper,
 )
 
-import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
+import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
 from lit_llm.config import ModelConfig
 from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.prepare import prepare
 from lit_llm.hardware import detect_accelerator
 from lit_llm.model import GPT
-from lit_llm.module import LitLLM, next_token_loss, weight_decay_groups
+from lit_llm.objective import next_token_loss, weight_decay_groups
+from lit_llm.train.module import LitLLM
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "tinyshakespeare.txt"

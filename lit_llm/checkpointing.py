@@ -1,4 +1,6 @@
-"""Checkpoint files: atomic writes, safe reading of files and sharded folders, consolidation.
+"""The checkpoint format, one place for training and inference: atomic writes, safe reading of files and
+sharded folders, and rebuilding the model and tokenizer from a checkpoint, a run folder or a Hugging Face
+model folder.
 
 Plain PyTorch, so `generate`, `evaluate` and `export` start without importing Lightning.
 """
@@ -11,6 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from lit_llm.config import ModelConfig
+from lit_llm.hf import HF_CONFIG, load_hf_model
+from lit_llm.model import GPT
+from lit_llm.tokenizer import Tokenizer
+
+CHECKPOINT_KEY = "lit_llm"  # where a checkpoint keeps what rebuilds the model and tokenizer
+SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sharded checkpoint folder
 
 
 def replace_atomically(tmp: Path, path: Path) -> None:
@@ -36,9 +46,6 @@ def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
     replace_atomically(tmp, path)
 
 
-SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sharded checkpoint folder
-
-
 def is_sharded_checkpoint(path: Path) -> bool:
     return path.is_dir() and (path / SHARDED_METADATA).is_file()
 
@@ -52,7 +59,9 @@ def read_checkpoint(path: Path) -> dict:
         if not is_sharded_checkpoint(path):
             return torch.load(path, map_location="cpu", weights_only=True)
         from torch.distributed.checkpoint import FileSystemReader
-        from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+        from torch.distributed.checkpoint.default_planner import (
+            _EmptyStateDictLoadPlanner,
+        )
         from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
         checkpoint = torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
@@ -64,17 +73,54 @@ def read_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt") from None
 
 
-def consolidate(checkpoint: str, output: str) -> None:
-    """Merge a sharded FSDP2 checkpoint folder into one ordinary checkpoint file (model weights, config,
-    tokenizer) that `generate` and `validate` load on a single device.
+def is_hf_folder(path: Path) -> bool:
+    return path.is_dir() and (path / HF_CONFIG).is_file()
 
-    Args:
-        checkpoint: a sharded checkpoint folder, e.g. RUN/checkpoints/last.ckpt written under fsdp2.
-        output: the single-file checkpoint to write (written to a temporary name, then renamed).
-    """
-    source, target = Path(checkpoint).expanduser(), Path(output).expanduser()
-    if not is_sharded_checkpoint(source):
-        raise ValueError(f"{source} is not a sharded checkpoint folder (no {SHARDED_METADATA}); it can be used as it is")
-    state = read_checkpoint(source)
-    save_atomically({k: v for k, v in state.items() if not k.startswith("optimizer")}, target)
-    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) from {source}")
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, sharded checkpoint folder or Hugging Face model folder as it is, or a run
+    folder's checkpoints/last.ckpt."""
+    path = Path(path).expanduser()
+    if path.is_dir() and not is_sharded_checkpoint(path) and not is_hf_folder(path):
+        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(
+            f"run folder {path} has no checkpoints/last.ckpt (nor {HF_CONFIG} of a Hugging Face model); "
+            f"train it with `lit-llm fit` or pass a .ckpt file"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a .ckpt file, a run folder or a Hugging Face model folder")
+    return path
+
+
+def load_weights(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tokenizer]:
+    """Model config, state dict (keys without the ``model.`` prefix) and tokenizer from a lit-llm
+    checkpoint or run folder, or a transformers GPT-2 / Llama folder."""
+    path = resolve_checkpoint(path)
+    if is_hf_folder(path):
+        return load_hf_model(path)
+    checkpoint = read_checkpoint(path)
+    if CHECKPOINT_KEY not in checkpoint:
+        raise ValueError(f"{path} was not written by lit-llm (no '{CHECKPOINT_KEY}' entry); pass a checkpoint from `lit-llm fit`")
+    meta = checkpoint[CHECKPOINT_KEY]
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return ModelConfig(**meta["model_config"]), state, Tokenizer.from_json(meta["tokenizer"], source=str(path))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer]:
+    """Rebuild the model (in eval mode) and its tokenizer from anything ``load_weights`` reads."""
+    config, state, tokenizer = load_weights(path)
+    model = GPT(config)
+    missing, unexpected = model.load_state_dict(tie_head(config, state), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval(), tokenizer
+
+
+def tie_head(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with the output head filled in from the embedding when the model ties them: sharded
+    checkpoints and Hugging Face folders store a tied weight once."""
+    if config.tie_embeddings and "lm_head.weight" not in state:
+        return {**state, "lm_head.weight": state["wte.weight"]}
+    return state

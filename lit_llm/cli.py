@@ -24,7 +24,7 @@ commands:
 """
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback
-# (FloatingPointError: lit_llm.module.NonFiniteLossError, which names the checkpoint to resume from;
+# (FloatingPointError: lit_llm.train.module.NonFiniteLossError, which names the checkpoint to resume from;
 # ImportError: an optional extra that is not installed, named with its pip command).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
 
@@ -73,26 +73,26 @@ def function_command(name: str):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         return prepare
     if name == "generate":
-        from lit_llm.generate import generate_text
+        from lit_llm.commands.generate import generate_text
 
         return generate_text
     if name == "evaluate":
-        from lit_llm.evaluate import evaluate
+        from lit_llm.commands.evaluate import evaluate
 
         return evaluate
     if name == "export":
-        from lit_llm.export import export
+        from lit_llm.commands.export import export
 
         return export
     if name == "plot":
-        from lit_llm.plot import plot
+        from lit_llm.commands.plot import plot
 
         return plot
     if name == "consolidate":
-        from lit_llm.checkpointing import consolidate
+        from lit_llm.commands.consolidate import consolidate
 
         return consolidate
-    from lit_llm.plan import plan
+    from lit_llm.commands.plan import plan
 
     return plan
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command in ("fit", "validate"):
-            from lit_llm.trainer_cli import run
+            from lit_llm.train.cli import run
 
             run(None if from_shell else argv)
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):

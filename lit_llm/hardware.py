@@ -50,3 +50,17 @@ def detect_accelerator(device: torch.device | None = None) -> Accelerator | None
         if all(part in device_name for part in acc.match):
             return acc
     return None
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto``: bfloat16 on a GPU that supports it (half the memory, tensor cores), float32 elsewhere."""
+    if dtype == "auto":
+        cuda = torch.device(device).type == "cuda"
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)

@@ -2,7 +2,7 @@
 
 Knows nothing of Lightning, data or tokenizers: tokens in, logits out, plus an optional KV cache for
 generation. Parallelism, compilation and activation checkpointing are applied from outside
-(``lit_llm.parallel``).
+(``lit_llm.parallelism``).
 """
 
 from __future__ import annotations

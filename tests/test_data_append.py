@@ -5,7 +5,8 @@ import json
 import pytest
 
 from lit_llm.data.prepare import prepare
-from lit_llm.data.shards import count_tokens, open_split
+from lit_llm.data.format import count_tokens
+from lit_llm.data.shards import open_split
 from lit_llm.tokenizer import byte_tokenizer
 
 

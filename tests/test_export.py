@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_llm.checkpointing import CHECKPOINT_KEY, load_checkpoint
+from lit_llm.commands.export import export
 from lit_llm.config import ModelConfig
-from lit_llm.export import export, load_hf_model
-from lit_llm.generate import CHECKPOINT_KEY, generate, load_checkpoint
+from lit_llm.hf import load_hf_model
 from lit_llm.model import GPT
+from lit_llm.sampling import generate
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # everything below must load from disk

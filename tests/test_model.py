@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from lit_llm.config import PRESETS, ModelConfig
-from lit_llm.generate import generate
 from lit_llm.model import GPT
+from lit_llm.sampling import generate
 
 VARIANTS = {
     "gpt2": dict(positions="learned", norm="layernorm", mlp="gelu", bias=True, tie_embeddings=True),

@@ -7,20 +7,21 @@ import pytest
 import torch
 
 from lit_llm.data.datamodule import TokenDataModule
-from lit_llm.module import LitLLM, NonFiniteLossError
+from lit_llm.objective import LRSchedule
+from lit_llm.train.module import LitLLM, NonFiniteLossError
 
 SMALL = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
 
 
 def test_schedules():
-    module = LitLLM(SMALL, learning_rate=1.0, min_lr=0.1, warmup_steps=10, lr_schedule="cosine")
-    assert module.lr_at(0, 100) == pytest.approx(0.1) and module.lr_at(9, 100) == pytest.approx(1.0)
-    assert module.lr_at(55, 100) == pytest.approx(0.55, abs=0.01) and module.lr_at(100, 100) == pytest.approx(0.1)
-    wsd = LitLLM(SMALL, learning_rate=1.0, min_lr=0.0, warmup_steps=10, lr_schedule="wsd", decay_fraction=0.2)
-    assert wsd.lr_at(50, 100) == 1.0 and wsd.lr_at(79, 100) == 1.0
-    assert wsd.lr_at(90, 100) == pytest.approx(0.5) and wsd.lr_at(100, 100) == pytest.approx(0.0)
-    constant = LitLLM(SMALL, learning_rate=1.0, warmup_steps=10, lr_schedule="constant")
-    assert constant.lr_at(99, 100) == 1.0
+    cosine = LRSchedule(peak=1.0, minimum=0.1, warmup_steps=10, name="cosine")
+    assert cosine.at(0, 100) == pytest.approx(0.1) and cosine.at(9, 100) == pytest.approx(1.0)
+    assert cosine.at(55, 100) == pytest.approx(0.55, abs=0.01) and cosine.at(100, 100) == pytest.approx(0.1)
+    wsd = LRSchedule(peak=1.0, minimum=0.0, warmup_steps=10, name="wsd", decay_fraction=0.2)
+    assert wsd.at(50, 100) == 1.0 and wsd.at(79, 100) == 1.0
+    assert wsd.at(90, 100) == pytest.approx(0.5) and wsd.at(100, 100) == pytest.approx(0.0)
+    constant = LRSchedule(peak=1.0, minimum=0.1, warmup_steps=10, name="constant")
+    assert constant.at(99, 100) == 1.0
 
 
 class InjectNaNGradient(L.Callback):

@@ -16,21 +16,18 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-import lit_llm.plan as plan_module
+import lit_llm.estimate as estimate_module
+from lit_llm.commands.plan import plan
 from lit_llm.config import ModelConfig
+from lit_llm.estimate import PRECISIONS, compute_estimate, measure_mfu, run_cost_summary
 from lit_llm.hardware import Accelerator, get_accelerator
-from lit_llm.model import GPT
-from lit_llm.plan import (
-    PRECISIONS,
+from lit_llm.memory import (
     block_activation_bytes_per_token,
-    compute_estimate,
     max_micro_batch_size,
-    measure_mfu,
     memory_budget,
     memory_estimate,
-    plan,
-    run_cost_summary,
 )
+from lit_llm.model import GPT
 
 REPO = Path(__file__).resolve().parents[1]
 A100_PEAK = 312e12  # dense bf16, NVIDIA A100 datasheet
@@ -191,7 +188,7 @@ def peak_above_now(config, batch_size, seq_len, checkpointing):
         f.write("5")
     baseline = rss()
     model = GPT(config)
-    if checkpointing:  # what lit_llm.parallel's checkpoint_wrapper does: recompute each block in backward
+    if checkpointing:  # what lit_llm.parallelism's checkpoint_wrapper does: recompute each block in backward
         for block in model.blocks:
             block.forward = lambda *args, forward=block.forward: checkpoint(forward, *args, use_reentrant=False)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -452,8 +449,8 @@ FAKE_CHIP = Accelerator("fake", bf16_tflops=1.0, memory_gb=16, match=())
 
 
 def test_measured_mfu_is_model_flops_over_step_time_and_peak(monkeypatch):
-    monkeypatch.setattr(plan_module, "detect_accelerator", lambda device: FAKE_CHIP)
-    monkeypatch.setattr(plan_module, "training_step_seconds", lambda *args, **kwargs: 0.5)
+    monkeypatch.setattr(estimate_module, "detect_accelerator", lambda device: FAKE_CHIP)
+    monkeypatch.setattr(estimate_module, "training_step_seconds", lambda *args, **kwargs: 0.5)
     config = ModelConfig.from_preset("micro", vocab_size=320)
     expected = config.flops_per_token(64) * 4 * 64 / 0.5 / 1e12
     assert measure_mfu(config, 4, 64, "32-true", torch.device("cpu")) == pytest.approx(expected)
@@ -461,7 +458,7 @@ def test_measured_mfu_is_model_flops_over_step_time_and_peak(monkeypatch):
 
 def test_measure_times_real_training_steps(monkeypatch):
     """The benchmark really runs GPT forward + backward + AdamW (here on CPU, against a pretend 1 TFLOP/s chip)."""
-    monkeypatch.setattr(plan_module, "detect_accelerator", lambda device: FAKE_CHIP)
+    monkeypatch.setattr(estimate_module, "detect_accelerator", lambda device: FAKE_CHIP)
     result = plan(preset="micro", mfu="measure", micro_batch_size=2, seq_len=32, precision="32-true")
     assert result["mfu_source"] == "measured"
     assert 0 < result["mfu"] < 1

@@ -1,4 +1,4 @@
-"""lit_llm.plot: curves from TensorBoard event files, the matplotlib extra, bits-per-byte, run summaries."""
+"""lit-llm plot: curves from TensorBoard event files, the matplotlib extra, bits-per-byte, run summaries."""
 
 import json
 import math
@@ -8,7 +8,14 @@ import pytest
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_llm.plot import bits_per_byte, plot, read_scalars, run_summary, smooth, split_bytes
+from lit_llm.commands.plot import (
+    bits_per_byte,
+    plot,
+    read_scalars,
+    run_summary,
+    smooth,
+    split_bytes,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -107,7 +114,7 @@ def test_bits_per_byte_of_an_older_dataset_rereads_its_source_text(tmp_path):
     data = write_metadata(tmp_path / "data", {"tokens": 21, "sources": [f"{text}[80:None]"]})
     assert split_bytes(data) == 10 + 20
     assert bits_per_byte(math.log(2), data) == pytest.approx(21 / 30)
-    with pytest.raises(FileNotFoundError, match="not a folder written by `lit-llm prepare`"):
+    with pytest.raises(FileNotFoundError, match="is not a prepared dataset; run `lit-llm prepare"):
         bits_per_byte(1.0, tmp_path)
 
 

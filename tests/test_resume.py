@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-import torch
-
+from lit_llm.checkpointing import load_checkpoint
 from lit_llm.data.prepare import prepare
-from lit_llm.generate import load_checkpoint
 from tests.conftest import REPO, SHAKESPEARE
 
 MAX_STEPS = 40

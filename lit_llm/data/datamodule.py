@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
-from lit_llm.data.prepare import TOKENIZER, read_metadata
+from lit_llm.data.format import read_metadata, read_tokenizer
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 from lit_llm.tokenizer import Tokenizer
@@ -69,7 +69,7 @@ class TokenDataModule(L.LightningDataModule):
         self.storage_options = storage_options
         self.views = [local_view(source.path, storage_options, cache_dir) for source in self.sources]
         self.source_metadata = [read_metadata(view) for view in self.views]
-        self.tokenizer = same_tokenizer(self.sources, self.views)
+        self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
         self.train_dataset: StreamingDataset | CombinedStreamingDataset | None = None
         self.val_datasets: list[StreamingDataset] | None = None
@@ -154,9 +154,9 @@ def resolve_sources(data_dir: str | None, sources: list[DataSource] | None) -> l
     return named
 
 
-def same_tokenizer(sources: list[DataSource], views: list[Path]) -> Tokenizer:
+def shared_tokenizer(sources: list[DataSource], views: list[Path]) -> Tokenizer:
     """The mixture's one tokenizer: token ids from different tokenizers would mean different things."""
-    tokenizers = [Tokenizer.from_file(view / TOKENIZER) for view in views]
+    tokenizers = [read_tokenizer(view) for view in views]
     for source, tokenizer in zip(sources[1:], tokenizers[1:]):
         if tokenizer.to_json() != tokenizers[0].to_json():
             raise ValueError(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from lit_llm.data.prepare import read_metadata
-from lit_llm.data.shards import open_split, read_index
-from lit_llm.data.storage import SPLITS, TOKENIZER, local_view
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.data.format import SPLITS, read_index, read_metadata, read_tokenizer
+from lit_llm.data.shards import open_split
+from lit_llm.data.storage import local_view
 
 
 def data_info(
@@ -31,7 +30,7 @@ def data_info(
     """
     view = local_view(data_dir, storage_options, cache_dir)
     metadata = read_metadata(view)
-    tokenizer = Tokenizer.from_file(view / TOKENIZER)
+    tokenizer = read_tokenizer(view)
     info = {
         "path": data_dir,
         "tokenizer": {"kind": metadata["tokenizer"], "vocab_size": tokenizer.vocab_size, "eot_id": tokenizer.eot_id},

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import json
 import logging
 import os
 import random
@@ -28,6 +27,16 @@ import numpy as np
 from tqdm import tqdm
 
 from lit_llm.data import storage
+from lit_llm.data.format import (
+    DESCRIPTION,
+    METADATA,
+    SPLITS,
+    TOKENIZER,
+    count_tokens,
+    read_index,
+    read_metadata,
+    read_tokenizer,
+)
 from lit_llm.data.readers import (
     MAX_PART_BYTES,
     MIN_PART_BYTES,
@@ -41,11 +50,9 @@ from lit_llm.data.readers import (
 from lit_llm.data.shards import (
     ShardWriter,
     append_split,
-    count_tokens,
-    read_index,
     write_json,
 )
-from lit_llm.data.storage import METADATA, SPLITS, TOKENIZER, is_remote
+from lit_llm.data.storage import is_remote
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -246,7 +253,7 @@ def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, 
 def ready_tokenizer(spec: str | None, vocab_size: int, existing: Path | None) -> Tokenizer | None:
     """The tokenizer if it needs no training (None for BPE, trained after the scan); bad choices fail here, early."""
     if existing is not None:
-        return same_tokenizer(spec, existing)
+        return appending_tokenizer(spec, existing)
     spec = spec or "byte"
     if spec == "byte":
         return byte_tokenizer()
@@ -259,9 +266,9 @@ def ready_tokenizer(spec: str | None, vocab_size: int, existing: Path | None) ->
     raise ValueError(f"--tokenizer {spec!r} is not 'byte', 'bpe' or a tokenizer.json file; pick one of those")
 
 
-def same_tokenizer(spec: str | None, dataset: Path) -> Tokenizer:
+def appending_tokenizer(spec: str | None, dataset: Path) -> Tokenizer:
     """An append keeps the dataset's tokenizer; naming a different one is refused (ids would mean two things)."""
-    own = Tokenizer.from_file(dataset / TOKENIZER)
+    own = read_tokenizer(dataset)
     if spec is None:
         return own
     if spec == "bpe" or ready_tokenizer(spec, 257, None).to_json() != own.to_json():
@@ -330,7 +337,7 @@ def check_destination(output_dir: str, overwrite: bool, append: bool, storage_op
         raise ValueError("--overwrite and --append contradict each other; pass one of them")
     remote = is_remote(output_dir)
     target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
-    occupied = not storage.is_empty(target, storage_options) if remote else Path(target).exists() and any(Path(target).iterdir())
+    occupied = not storage.is_empty_prefix(target, storage_options) if remote else Path(target).exists() and any(Path(target).iterdir())
     if append and not occupied:
         raise FileNotFoundError(f"--append: {target} holds no dataset to add to; drop --append to create it")
     if occupied and not (overwrite or append):
@@ -344,7 +351,7 @@ def open_staging(target: str, append: bool, storage_options: dict | None) -> Pat
     if is_remote(target):
         staging = Path(tempfile.mkdtemp(prefix="lit-llm-prepare-"))
         if append:
-            storage.download(target, storage.DESCRIPTION, staging, storage_options)
+            storage.download(target, DESCRIPTION, staging, storage_options)
         return staging
     out = Path(target)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -419,13 +426,3 @@ def print_summary(target: str, metadata: dict, written: dict, stats: dict, elaps
     )
 
 
-def read_metadata(folder: Path) -> dict:
-    path = folder / METADATA
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {folder} is not a prepared dataset; run `lit-llm prepare --output_dir {folder}` first")
-    return json.loads(path.read_text())
-
-
-def load_metadata(data_dir: str | Path, storage_options: dict | None = None) -> dict:
-    """metadata.json of a prepared dataset, local or remote."""
-    return read_metadata(storage.local_view(str(data_dir), storage_options))

@@ -11,9 +11,9 @@ import torch
 from litdata import StreamingDataset, TokensLoader
 from litdata.streaming.writer import BinaryWriter
 
+from lit_llm.data.format import INDEX, read_index
 from lit_llm.data.storage import is_remote, join, stream_plain_http_with_boto3
 
-INDEX = "index.json"
 CHUNK_TOKENS = 1 << 21  # tokens per shard: 8 MiB of int32, big enough to stream well, small enough for tiny data
 
 
@@ -69,15 +69,6 @@ def open_split(path: str, view: Path, split: str, block_size: int, shuffle: bool
         seed=seed,
         storage_options=storage_options or {},
     )
-
-
-def read_index(split_dir: Path) -> dict:
-    return json.loads((split_dir / INDEX).read_text())
-
-
-def count_tokens(split_dir: Path) -> int:
-    """Tokens in a split, read from LitData's index (one int32 each)."""
-    return sum(chunk["dim"] for chunk in read_index(split_dir)["chunks"])
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -15,11 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-METADATA = "metadata.json"
-TOKENIZER = "tokenizer.json"
-SPLITS = ("train", "val")
-# the small files that describe a dataset, next to its chunks
-DESCRIPTION = (METADATA, TOKENIZER, *(f"{split}/index.json" for split in SPLITS))
+from lit_llm.data.format import DESCRIPTION, INDEX, METADATA, TOKENIZER, read_metadata
 
 
 def is_remote(path: str | Path) -> bool:
@@ -55,12 +51,12 @@ def upload(local_dir: Path, url: str, storage_options: dict | None) -> None:
     reader never finds metadata that points at shards still missing."""
     store = provider(url, storage_options)
     files = [p for p in local_dir.rglob("*") if p.is_file()]
-    order = {TOKENIZER: 2, METADATA: 3, "index.json": 1}
+    order = {TOKENIZER: 2, METADATA: 3, INDEX: 1}
     for path in sorted(files, key=lambda p: (order.get(p.name, 0), str(p))):
         store.upload_file(str(path), join(url, path.relative_to(local_dir).as_posix()))
 
 
-def is_empty(url: str, storage_options: dict | None) -> bool:
+def is_empty_prefix(url: str, storage_options: dict | None) -> bool:
     return provider(url, storage_options).is_empty(url)
 
 
@@ -106,3 +102,8 @@ def local_view(data_dir: str, storage_options: dict | None = None, cache_dir: st
     except OSError:  # cached already, perhaps by another rank a moment ago
         shutil.rmtree(staging)
     return view
+
+
+def load_metadata(data_dir: str | Path, storage_options: dict | None = None) -> dict:
+    """metadata.json of a prepared dataset, local or remote."""
+    return read_metadata(local_view(str(data_dir), storage_options))

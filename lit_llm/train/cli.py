@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_llm.callbacks import RunCheckpoint
+from lit_llm.train.callbacks import RunCheckpoint
 
 
 class LitLLMCLI(LightningCLI):
@@ -56,9 +56,9 @@ def run(args: list[str] | None) -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
+    import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
     from lit_llm.data.datamodule import TokenDataModule
-    from lit_llm.module import LitLLM
-    import lit_llm.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
+    from lit_llm.train.module import LitLLM
 
     LitLLMCLI(
         LitLLM,
@@ -70,7 +70,7 @@ def run(args: list[str] | None) -> None:
             "max_epochs": -1,
             "check_val_every_n_epoch": None,
             "default_root_dir": "checkpoints/run",
-            "plugins": [{"class_path": "lit_llm.callbacks.AtomicCheckpointIO"}],
+            "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
         },
         parser_kwargs={"prog": "lit-llm"},
     )

@@ -6,12 +6,13 @@ works without it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+
+from lit_llm.data.format import read_metadata
 
 EVENTS_GLOB = "events.out.tfevents.*"
 DEFAULT_TAGS = ("train/loss", "val/loss")
@@ -45,7 +46,10 @@ def read_scalars(run_dir: str | Path, tag: str) -> list[tuple[int, float, float]
 
 def read_run(run_dir: str | Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float, float]]]:
     """:func:`read_scalars` for several tags, reading the event files once."""
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (
+        SCALARS,
+        EventAccumulator,
+    )
 
     by_tag: dict[str, dict[int, tuple[float, float]]] = {tag: {} for tag in tags}
     for folder in event_dirs(run_dir):
@@ -159,13 +163,6 @@ def plot(
 # ---- results-table helpers ---------------------------------------------------------------------
 
 
-def _metadata(data_dir: str | Path) -> dict:
-    path = Path(data_dir).expanduser() / "metadata.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {data_dir} is not a folder written by `lit-llm prepare`")
-    return json.loads(path.read_text())
-
-
 def _source_text(source: str) -> str:
     """Text of a metadata source entry: ``path`` or ``path[start:end]`` (a character range)."""
     match = re.fullmatch(r"(.*)\[(\d+):(\d+|None)\]", source)
@@ -179,7 +176,7 @@ def _source_text(source: str) -> str:
 def split_bytes(data_dir: str | Path, split: str = "val") -> int:
     """UTF-8 bytes of a prepared split's documents: metadata.json's count, or for datasets prepared before
     prepare recorded it, the source text re-read from the files (or character ranges) metadata.json names."""
-    counts = _metadata(data_dir)["splits"][split]
+    counts = read_metadata(Path(data_dir).expanduser())["splits"][split]
     if counts.get("bytes") is not None:
         return int(counts["bytes"])
     return sum(len(_source_text(s).encode("utf-8")) for s in counts["sources"])
@@ -192,7 +189,7 @@ def bits_per_byte(loss: float, data_dir: str | Path, split: str = "val") -> floa
     document's end-of-text token included) and its byte count from the source text. Unlike the loss,
     it compares models with different tokenizers.
     """
-    tokens = _metadata(data_dir)["splits"][split]["tokens"]
+    tokens = read_metadata(Path(data_dir).expanduser())["splits"][split]["tokens"]
     return loss * tokens / (math.log(2) * split_bytes(data_dir, split))
 
 
@@ -229,7 +226,7 @@ def run_summary(run_dir: str | Path) -> dict:
     }
 
 
-if __name__ == "__main__":  # `python -m lit_llm.plot --run_dirs '[RUN]' --output out.png`
+if __name__ == "__main__":  # `python -m lit_llm.commands.plot --run_dirs '[RUN]' --output out.png`
     from jsonargparse import CLI
 
     CLI(plot, as_positional=False)

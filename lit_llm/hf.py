@@ -1,4 +1,4 @@
-"""Hugging Face ``transformers`` interop: export a checkpoint as a model folder, and read one back.
+"""Hugging Face ``transformers`` interop: write a model as a transformers model folder, and read one back.
 
 GPT-2-style models (learned positions, LayerNorm, GELU) become ``GPT2LMHeadModel``, Llama-style models
 (RoPE, RMSNorm, SwiGLU, optional GQA) become ``LlamaForCausalLM``. One table of parameter names per
@@ -10,21 +10,17 @@ logits to prove it). Needs ``safetensors`` (``pip install 'lit-llm[hf]'``), neve
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from lit_llm.checkpointing import replace_atomically
 from lit_llm.config import ModelConfig
-from lit_llm.generate import HF_CONFIG, load_checkpoint
 from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer
 
+HF_CONFIG = "config.json"  # marks a Hugging Face model folder (run folders hold config.yaml)
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 LEGACY_WEIGHTS = "pytorch_model.bin"
@@ -217,40 +213,11 @@ def family_of(config: ModelConfig, source: str) -> Family:
 
 
 # ---- export ---------------------------------------------------------------------------------------
-def export(
-    checkpoint: str,
-    output_dir: str,
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32",
-    overwrite: bool = False,
-) -> Path:
-    """Write a checkpoint as a Hugging Face transformers model folder (GPT2LMHeadModel or LlamaForCausalLM).
-
-    The folder holds config.json, model.safetensors, generation_config.json and the tokenizer files;
-    AutoModelForCausalLM and AutoTokenizer load it offline.
-
-    Args:
-        checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt), a sharded FSDP2 checkpoint folder, or a Hugging Face model folder.
-        output_dir: the folder to write (written beside it under a temporary name, then renamed).
-        dtype: precision of the saved weights.
-        overwrite: replace output_dir if it already holds files.
-    """
-    target = Path(output_dir).expanduser()
-    if target.exists() and (target.is_file() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder {target} already exists and is not empty; choose another --output_dir or pass --overwrite")
-    model, tokenizer = load_checkpoint(checkpoint)
-    family = family_of(model.config, checkpoint)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    try:
-        _write_weights(model, family, getattr(torch, dtype), tmp)
-        _write_configs(model.config, family, tokenizer, dtype, tmp)
-        tokenizer.save(tmp / HF_TOKENIZER)
-        replace_atomically(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(f"wrote {target}: {family.architecture} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {dtype})")
-    return target
+def write_hf_folder(model: GPT, tokenizer: Tokenizer, family: Family, dtype: str, folder: Path) -> None:
+    """Weights, configs and tokenizer files of ``model`` as ``family``'s transformers class, into ``folder``."""
+    _write_weights(model, family, getattr(torch, dtype), folder)
+    _write_configs(model.config, family, tokenizer, dtype, folder)
+    tokenizer.save(folder / HF_TOKENIZER)
 
 
 def _write_weights(model: GPT, family: Family, dtype: torch.dtype, folder: Path) -> None:
@@ -319,7 +286,7 @@ def load_hf_model(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     if missing or unknown:
         raise ValueError(f"{folder} does not match its config.json (missing {missing[:3]}, unexpected {unknown[:3]}); re-save it with save_pretrained")
     state = {p.lit: p.to_lit(hf_state) for p in params}
-    if config.tie_embeddings:
+    if config.tie_embeddings:  # the same tensor, so GPT(config).load_state_dict(state) works strictly
         state["lm_head.weight"] = state["wte.weight"]
     tokenizer = _read_hf_tokenizer(folder)
     if tokenizer.vocab_size > config.vocab_size:

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.aggregation import MeanMetric
 
+from lit_llm.checkpointing import CHECKPOINT_KEY
 from lit_llm.config import ModelConfig
-from lit_llm.generate import CHECKPOINT_KEY
 from lit_llm.model import GPT
+from lit_llm.objective import (
+    LRSchedule,
+    LRScheduleName,
+    next_token_loss,
+    weight_decay_groups,
+)
+from lit_llm.parallelism import load_full_state_dict, parallelize
 from lit_llm.tokenizer import Tokenizer
-
-
-def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in fp32."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
-def weight_decay_groups(parameters, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay for matrices and embeddings, none for norms and biases."""
-    trainable = [p for p in parameters if p.requires_grad]
-    return [
-        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
-    ]
+from lit_llm.train.parallel import is_sharded
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -83,7 +74,7 @@ class LitLLM(L.LightningModule):
         init_from: str | None = None,
         learning_rate: float = 6e-4,
         min_lr: float | None = None,
-        lr_schedule: Literal["cosine", "wsd", "constant"] = "cosine",
+        lr_schedule: LRScheduleName = "cosine",
         warmup_steps: int = 100,
         decay_fraction: float = 0.2,
         weight_decay: float = 0.1,
@@ -129,7 +120,7 @@ class LitLLM(L.LightningModule):
         self.initial_weights: dict[str, torch.Tensor] | None = None
         self.initial_tokenizer: Tokenizer | None = None
         if init_from is not None:  # read now: the data module sizes its sequences from the architecture
-            from lit_llm.generate import load_weights
+            from lit_llm.checkpointing import load_weights
 
             architecture, self.initial_weights, self.initial_tokenizer = load_weights(init_from)
             rank_zero_info(f"initialising from {init_from}: {architecture.num_params():,} parameters")
@@ -200,13 +191,19 @@ class LitLLM(L.LightningModule):
             return
         if self.config is None:
             raise RuntimeError("LitLLM needs a datamodule (lit_llm.data.TokenDataModule) to learn its vocabulary")
-        from lit_llm.parallel import apply_parallelism, is_sharded, load_full_state_dict
-
         # A sharded model is built on the meta device and materialised shard by shard: no rank ever holds
         # the whole model.
-        with torch.device("meta") if is_sharded(self.trainer.strategy) else contextlib.nullcontext():
+        sharded = is_sharded(self.trainer.strategy)
+        with torch.device("meta") if sharded else contextlib.nullcontext():
             self.model = GPT(self.config)
-        apply_parallelism(self, self.model)
+        parallelize(
+            self.model,
+            mesh=self.device_mesh["data_parallel"] if sharded else None,
+            param_dtype=torch.bfloat16 if str(self.trainer.precision).startswith("bf16") else None,
+            activation_checkpointing=self.activation_checkpointing,
+            compile=self.compile,
+            device=self.device,
+        )
         # Compiled with the model, the loss reads the logits twice instead of materialising fp32 copies of
         # them (docs/benchmarks.md: 1.26x a step and 0.74x the memory at a 50k vocabulary on a CPU).
         self.next_token_loss = torch.compile(next_token_loss) if self.compile else next_token_loss
@@ -258,23 +255,9 @@ class LitLLM(L.LightningModule):
         total = self.trainer.max_steps
         if total is None or total < 1:
             raise ValueError("trainer.max_steps must be set (e.g. --trainer.max_steps 2000): the LR schedule needs it")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_at(step, total) / self.learning_rate)
+        schedule = LRSchedule(self.learning_rate, self.min_lr, self.warmup_steps, self.lr_schedule, self.decay_fraction)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.at(step, total) / self.learning_rate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def lr_at(self, step: int, total_steps: int) -> float:
-        """Learning rate at an optimizer step: linear warmup, then the chosen schedule."""
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        if self.lr_schedule == "constant":
-            return self.learning_rate
-        if self.lr_schedule == "wsd":
-            decay_start = total_steps - int(self.decay_fraction * total_steps)
-            if step < decay_start:
-                return self.learning_rate
-            progress = (step - decay_start) / max(1, total_steps - decay_start)
-            return self.learning_rate + (self.min_lr - self.learning_rate) * min(progress, 1.0)
-        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
-        return self.min_lr + 0.5 * (self.learning_rate - self.min_lr) * (1 + math.cos(math.pi * progress))
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip here rather than through the Trainer: works with fused AdamW under bf16-mixed, and lets
@@ -319,7 +302,7 @@ class LitLLM(L.LightningModule):
     def configure_callbacks(self) -> list[L.Callback]:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        from lit_llm.callbacks import TextSampler, Throughput
+        from lit_llm.train.callbacks import TextSampler, Throughput
 
         best = ModelCheckpoint(
             monitor="val/loss", mode="min", filename="best", save_top_k=1,

@@ -15,8 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.checkpointing import save_atomically
-from lit_llm.generate import generate
+from lit_llm.estimate import run_cost_summary
 from lit_llm.hardware import detect_accelerator
+from lit_llm.sampling import generate
 
 
 class Throughput(L.Callback):
@@ -55,8 +56,6 @@ class Throughput(L.Callback):
             pl_module.log("train/mfu", flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size), on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from lit_llm.plan import run_cost_summary
-
         seconds = time.perf_counter() - self.run_start
         seq_len = trainer.datamodule.seq_len or pl_module.config.block_size
         rank_zero_info(

@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lit_llm.data.prepare import load_metadata, resolve_inputs
+from lit_llm.checkpointing import load_checkpoint
+from lit_llm.data.format import METADATA, TOKENIZER, read_index, read_tokenizer
+from lit_llm.data.prepare import resolve_inputs
 from lit_llm.data.readers import ReadOptions, read_part, scan_file
-from lit_llm.data.shards import read_index
-from lit_llm.data.storage import METADATA, TOKENIZER
+from lit_llm.data.storage import load_metadata
 from lit_llm.data.tokenize import encode_documents
-from lit_llm.generate import load_checkpoint, resolve_device, resolve_dtype
+from lit_llm.hardware import resolve_device, resolve_dtype
 from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer
 
@@ -101,7 +102,7 @@ def read_stream(item: str, tokenizer: Tokenizer, split: str, options: ReadOption
 def read_prepared(folder: Path, split: str, tokenizer: Tokenizer) -> tuple[torch.Tensor, int]:
     """All token ids of a prepared split, in order, and its text bytes, after checking that the data
     was tokenized by the model's tokenizer."""
-    data_vocab = Tokenizer.from_file(folder / TOKENIZER).backend.get_vocab(with_added_tokens=True)
+    data_vocab = read_tokenizer(folder).backend.get_vocab(with_added_tokens=True)
     if data_vocab != tokenizer.backend.get_vocab(with_added_tokens=True):
         raise ValueError(
             f"tokenizer/model mismatch: {folder / TOKENIZER} is not the model's tokenizer, so its token ids mean other "

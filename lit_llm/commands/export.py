@@ -1,0 +1,45 @@
+"""`lit-llm export`: a checkpoint as a Hugging Face transformers model folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from lit_llm.checkpointing import load_checkpoint, replace_atomically
+from lit_llm.hf import family_of, write_hf_folder
+
+
+def export(
+    checkpoint: str,
+    output_dir: str,
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+    overwrite: bool = False,
+) -> Path:
+    """Write a checkpoint as a Hugging Face transformers model folder (GPT2LMHeadModel or LlamaForCausalLM).
+
+    The folder holds config.json, model.safetensors, generation_config.json and the tokenizer files;
+    AutoModelForCausalLM and AutoTokenizer load it offline.
+
+    Args:
+        checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt), a sharded FSDP2 checkpoint folder, or a Hugging Face model folder.
+        output_dir: the folder to write (written beside it under a temporary name, then renamed).
+        dtype: precision of the saved weights.
+        overwrite: replace output_dir if it already holds files.
+    """
+    target = Path(output_dir).expanduser()
+    if target.exists() and (target.is_file() or any(target.iterdir())) and not overwrite:
+        raise FileExistsError(f"output folder {target} already exists and is not empty; choose another --output_dir or pass --overwrite")
+    model, tokenizer = load_checkpoint(checkpoint)
+    family = family_of(model.config, checkpoint)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        write_hf_folder(model, tokenizer, family, dtype, tmp)
+        replace_atomically(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {target}: {family.architecture} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {dtype})")
+    return target
