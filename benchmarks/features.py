@@ -13,7 +13,8 @@ The baseline is lit-llm's model in the bare loop of benchmarks/throughput.py, at
 
     python benchmarks/features.py --preset micro --features optimizer,sdpa,precision
     python benchmarks/features.py --preset micro --arch vocab_size=50304 --features loss --batch-size 4
-    python benchmarks/features.py --preset gpt2-124m --precision bf16-mixed --batch-size 16 --features loss,checkpointing
+    python benchmarks/features.py --preset gpt2-124m --precision bf16-mixed --batch-size 16 \
+        --features loss,checkpointing
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
     if feature == "compile":
         return [replace(baseline, name="eager" if baseline.compile else "compiled", compile=not baseline.compile)]
     if feature == "loss":
-        return [replace(baseline, name="compiled-loss", loss="compiled"), replace(baseline, name="chunked-loss", loss="chunked")]
+        return [
+            replace(baseline, name="compiled-loss", loss="compiled"),
+            replace(baseline, name="chunked-loss", loss="chunked"),
+        ]
     if feature == "optimizer":
-        return [replace(baseline, name="foreach-adamw", optimizer="foreach"), replace(baseline, name="for-loop-adamw", optimizer="for-loop")]
+        return [
+            replace(baseline, name="foreach-adamw", optimizer="foreach"),
+            replace(baseline, name="for-loop-adamw", optimizer="for-loop"),
+        ]
     if feature == "sdpa":
         return [replace(baseline, name="sdpa-math", sdpa="math")]
     if feature == "precision":

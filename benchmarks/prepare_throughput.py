@@ -37,7 +37,11 @@ SEPARATOR = "<|endoftext|>"
 
 def build_corpora(data: Path, work: Path, repeat: int) -> dict[str, tuple[list[str], dict, list[str]]]:
     """name -> (prepare inputs, prepare options, the same documents as strings for the loop)."""
-    stories = [s for s in (data / "tinystories" / "tinystories_train_head.txt").read_text().split(f"{SEPARATOR}\n") if s.strip()]
+    stories = [
+        s
+        for s in (data / "tinystories" / "tinystories_train_head.txt").read_text().split(f"{SEPARATOR}\n")
+        if s.strip()
+    ]
     shards = []
     for i in range(repeat):  # JSON Lines shards, as pre-training corpora usually come
         shard = work / f"stories-{i}.jsonl"
@@ -75,7 +79,9 @@ def prepare_quietly(inputs: list[str], options: dict, tokenizer_path: str, worke
     return meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"]
 
 
-def row(corpus: str, tokenizer: str, how: str, mb: float, wall: float, cpu: float, tokens: int, loop_rate: float) -> str:
+def row(
+    corpus: str, tokenizer: str, how: str, mb: float, wall: float, cpu: float, tokens: int, loop_rate: float
+) -> str:
     return (
         f"| {corpus} | {tokenizer} | {how} | {mb:.1f} | {wall:.2f} | {mb / wall:.2f} | {tokens / wall / 1e6:.2f} "
         f"| {cpu:.2f} | {mb / cpu:.2f} | {tokens / cpu / 1e6:.2f} | {mb / cpu / loop_rate:.2f}x |"
@@ -97,8 +103,14 @@ def main() -> None:
         bpe = train_bpe(unique_documents, args.vocab_size)  # trained once, not timed
         tokenizers = {"byte": byte_tokenizer(), f"BPE {bpe.vocab_size}": bpe}
         load = os.getloadavg()[0]
-        print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start\n")
-        print("| corpus | tokenizer | how | MB | wall s | MB/s | Mtok/s | CPU s | MB per CPU-s | Mtok per CPU-s | per CPU-s vs loop |")
+        print(
+            f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+            f"{load:.1f} at start\n"
+        )
+        print(
+            "| corpus | tokenizer | how | MB | wall s | MB/s | Mtok/s | CPU s | MB per CPU-s | Mtok per CPU-s | per "
+            "CPU-s vs loop |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for corpus, (inputs, options, documents) in corpora.items():
             mb = sum(len(d.encode()) for d in documents) / 1e6
@@ -110,7 +122,9 @@ def main() -> None:
                 print(row(corpus, name, "loop (1 process)", mb, wall, cpu, tokens, loop_rate), flush=True)
                 for workers in args.workers:
                     wall, cpu, tokens = measure(prepare_quietly, inputs, options, tokenizer_path, workers, work / "out")
-                    print(row(corpus, name, f"prepare, {workers} worker(s)", mb, wall, cpu, tokens, loop_rate), flush=True)
+                    print(
+                        row(corpus, name, f"prepare, {workers} worker(s)", mb, wall, cpu, tokens, loop_rate), flush=True
+                    )
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end (other jobs share this machine)")
 
 

@@ -19,8 +19,10 @@ MFU_TARGET = 0.50
 
 def describe(summary: dict) -> str:
     shape, model = summary["shape"], summary["shape"]["model"]
-    return (f"L{model['n_layer']} d{model['n_embd']} V{model['vocab_size']} seq {shape['seq_len']} "
-            f"batch {shape['batch_size']}")
+    return (
+        f"L{model['n_layer']} d{model['n_embd']} V{model['vocab_size']} seq {shape['seq_len']} "
+        f"batch {shape['batch_size']}"
+    )
 
 
 def rows(path: Path, summary: dict) -> list[str]:
@@ -30,11 +32,15 @@ def rows(path: Path, summary: dict) -> list[str]:
         setting = f"{s['precision']}{' compiled' if s['compile'] else ''}{' fsdp2' if s['strategy'] == 'fsdp2' else ''}"
         memory = "" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**30:.2f}"
         if r["error"]:
-            out.append(f"| {path.stem} | {describe(summary)} | {r['name']} | {setting} | failed: {r['error']} | | | {memory} |")
+            out.append(
+                f"| {path.stem} | {describe(summary)} | {r['name']} | {setting} | failed: {r['error']} | | | {memory} |"
+            )
             continue
         rate = f"{r['mfu']:.1%}" if r["mfu"] is not None else f"{r['achieved_tflops'] * 1e3:.1f} GFLOP/s"
-        out.append(f"| {path.stem} | {describe(summary)} | {r['name']} | {setting} | {r['step_ms']:.1f} "
-                   f"| {r['tokens_per_sec']:,.0f} | {rate} | {memory} |")
+        out.append(
+            f"| {path.stem} | {describe(summary)} | {r['name']} | {setting} | {r['step_ms']:.1f} "
+            f"| {r['tokens_per_sec']:,.0f} | {rate} | {memory} |"
+        )
     return out
 
 
@@ -52,13 +58,20 @@ def verdicts(summary: dict) -> list[str]:
         v = ratios["loader_vs_training"]
         lines.append(f"StreamingDataLoader / training tokens/s: {v:.0f}× ({'met' if v >= 10 else 'MISSED'}: ≥ 10×)")
     model = summary["shape"]["model"]
-    gpt2_shape = (model["n_layer"], model["n_embd"], model["vocab_size"], summary["shape"]["seq_len"]) == (12, 768, 50304, 1024)
+    gpt2_shape = (model["n_layer"], model["n_embd"], model["vocab_size"], summary["shape"]["seq_len"]) == (
+        12,
+        768,
+        50304,
+        1024,
+    )
     lightning = next((r for r in summary["variants"] if r["name"] == "lightning" and not r["error"]), None)
     if gpt2_shape and lightning and lightning["mfu"] is not None and "H100" in summary["device"]:
         beaten = [name for name, tps in H100_REFERENCES.items() if lightning["tokens_per_sec"] > tps]
-        lines.append(f"GPT-2 124M through lit-llm's Trainer: {lightning['mfu']:.1%} MFU "
-                     f"({'met' if lightning['mfu'] >= MFU_TARGET else 'MISSED'}: ≥ 50%), ahead of "
-                     f"{len(beaten)}/{len(H100_REFERENCES)} references ({', '.join(beaten) or 'none'})")
+        lines.append(
+            f"GPT-2 124M through lit-llm's Trainer: {lightning['mfu']:.1%} MFU "
+            f"({'met' if lightning['mfu'] >= MFU_TARGET else 'MISSED'}: ≥ 50%), ahead of "
+            f"{len(beaten)}/{len(H100_REFERENCES)} references ({', '.join(beaten) or 'none'})"
+        )
     return lines
 
 

@@ -164,7 +164,9 @@ def train_loader(data_dir: Path, shape: Shape, num_workers: int):
 
     Its ``setup`` reads the model's block size from the trainer, so a stand-in trainer carries it.
     """
-    datamodule = TokenDataModule(str(data_dir), batch_size=shape.batch_size, seq_len=shape.seq_len, num_workers=num_workers)
+    datamodule = TokenDataModule(
+        str(data_dir), batch_size=shape.batch_size, seq_len=shape.seq_len, num_workers=num_workers
+    )
     datamodule.trainer = SimpleNamespace(lightning_module=SimpleNamespace(architecture=shape.config))
     datamodule.setup("fit")
     return datamodule.train_dataloader()
@@ -233,7 +235,7 @@ class InterleavedSteps(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self.clock.tick()
         names = list(self.runners)
-        for name in names[batch_idx % len(names):] + names[: batch_idx % len(names)]:
+        for name in names[batch_idx % len(names) :] + names[: batch_idx % len(names)]:
             wall, cpu = time_one_step(self.runners[name])
             self.times[name][0].append(wall)
             self.times[name][1].append(cpu)
@@ -320,7 +322,9 @@ class BareRunner:
         c = self.variant.model_config(self.shape.config)
         if self.variant.kind == "reference":
             gelu = "tanh" if c.gelu == "tanh" else "none"
-            return ReferenceGPT(ReferenceConfig(c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.bias, c.dropout, gelu))
+            return ReferenceGPT(
+                ReferenceConfig(c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.bias, c.dropout, gelu)
+            )
         model = GPT(c)
         if self.variant.activation_checkpointing:  # as lit_llm.parallel.apply_parallelism does
             for i, block in enumerate(model.blocks):
@@ -384,12 +388,14 @@ class LightningRunner:
             warmup_steps=10,
             sample_tokens=0,  # samples are drawn at validation, which the benchmark switches off
         )
-        self.datamodule = TokenDataModule(str(data_dir), batch_size=shape.batch_size, seq_len=shape.seq_len,
-                                          num_workers=variant.num_workers)
+        self.datamodule = TokenDataModule(
+            str(data_dir), batch_size=shape.batch_size, seq_len=shape.seq_len, num_workers=variant.num_workers
+        )
         self.fits = 0
 
-    def run(self, warmup: int, steps: int, side_runners: dict | None = None, side_times: dict | None = None
-            ) -> tuple[list[float], list[float]]:
+    def run(
+        self, warmup: int, steps: int, side_runners: dict | None = None, side_times: dict | None = None
+    ) -> tuple[list[float], list[float]]:
         """Timed steps of one fit; with ``side_runners``, their steps run in between (InterleavedSteps)."""
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -415,7 +421,9 @@ class LightningRunner:
         self.fits += 1
         with sdpa_context(self.variant.sdpa):
             trainer.fit(self.module, self.datamodule)
-        if skipped := self.module.nonfinite.total():  # a skipped step has no optimizer update: it would flatter the timing
+        if (
+            skipped := self.module.nonfinite.total()
+        ):  # a skipped step has no optimizer update: it would flatter the timing
             raise RuntimeError(f"{skipped} step(s) had a non-finite loss or gradient")
         wall, cpu = clock.intervals()
         if side_runners:  # the intervals from a batch's second tick to the next batch's first
@@ -441,8 +449,16 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def measure(variants: list[Variant], shape: Shape, data_dir: Path, workdir: Path, device: torch.device,
-            rounds: int, warmup: int, steps: int) -> list[Measurement]:
+def measure(
+    variants: list[Variant],
+    shape: Shape,
+    data_dir: Path,
+    workdir: Path,
+    device: torch.device,
+    rounds: int,
+    warmup: int,
+    steps: int,
+) -> list[Measurement]:
     """Interleave the variants: every round runs each once, in an order rotated by one per round.
 
     A variant that fails (out of memory, a compile error) is reported as failed; the others go on. Each
@@ -453,13 +469,16 @@ def measure(variants: list[Variant], shape: Shape, data_dir: Path, workdir: Path
     runners = {}
     try:
         for r in range(rounds):
-            order = variants[r % len(variants):] + variants[: r % len(variants)]
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 if results[v.name].error is None:
                     run_round(v, results[v.name], runners, shape, data_dir, batches, workdir, device, warmup, steps)
                 if results[v.name].error is None:
-                    print(f"round {r + 1}/{rounds} {v.name}: {statistics.median(results[v.name].rounds[-1]) * 1e3:.1f} "
-                          "ms/step", flush=True)
+                    print(
+                        f"round {r + 1}/{rounds} {v.name}: {statistics.median(results[v.name].rounds[-1]) * 1e3:.1f} "
+                        "ms/step",
+                        flush=True,
+                    )
                 if r == rounds - 1:
                     release(runners, v.name, device)
     except TimeLimit:
@@ -478,8 +497,16 @@ def release(runners: dict, name: str, device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def measure_step_interleaved(variants: list[Variant], shape: Shape, data_dir: Path, workdir: Path,
-                             device: torch.device, rounds: int, warmup: int, steps: int) -> list[Measurement]:
+def measure_step_interleaved(
+    variants: list[Variant],
+    shape: Shape,
+    data_dir: Path,
+    workdir: Path,
+    device: torch.device,
+    rounds: int,
+    warmup: int,
+    steps: int,
+) -> list[Measurement]:
     """CPU: alternate the variants step by step (the bare ones inside the one Lightning fit, if any).
 
     The ``rounds × steps`` timed steps are split into ``rounds`` groups only to report their spread.
@@ -502,7 +529,7 @@ def measure_step_interleaved(variants: list[Variant], shape: Shape, data_dir: Pa
         times[lightning[0].name] = (wall, cpu)
     else:
         for step in range(warmup + total):
-            for name in list(bare)[step % len(bare):] + list(bare)[: step % len(bare)]:
+            for name in list(bare)[step % len(bare) :] + list(bare)[: step % len(bare)]:
                 wall, cpu = time_one_step(bare[name])
                 times[name][0].append(wall)
                 times[name][1].append(cpu)
@@ -515,8 +542,18 @@ def measure_step_interleaved(variants: list[Variant], shape: Shape, data_dir: Pa
     return list(results.values())
 
 
-def run_round(v: Variant, result: Measurement, runners: dict, shape: Shape, data_dir: Path, batches, workdir: Path,
-              device: torch.device, warmup: int, steps: int) -> None:
+def run_round(
+    v: Variant,
+    result: Measurement,
+    runners: dict,
+    shape: Shape,
+    data_dir: Path,
+    batches,
+    workdir: Path,
+    device: torch.device,
+    warmup: int,
+    steps: int,
+) -> None:
     first = v.name not in runners
     cuda = device.type == "cuda"
     if first and cuda:
@@ -567,10 +604,12 @@ def memory_in_subprocesses(measurements: list[Measurement], script: Path, argv: 
         if done.returncode or not lines:
             print(f"memory probe of {m.variant.name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             continue
-        probe = json.loads(lines[-1][len(MEMORY_TAG):])
+        probe = json.loads(lines[-1][len(MEMORY_TAG) :])
         m.peak_memory_bytes = probe["peak_rss_bytes"] - probe["baseline_rss_bytes"]
-        m.memory_note = ("CPU: peak RSS during training steps above the process's RSS before the variant was built "
-                         "(a compiled variant's retained compiler memory included)")
+        m.memory_note = (
+            "CPU: peak RSS during training steps above the process's RSS before the variant was built "
+            "(a compiled variant's retained compiler memory included)"
+        )
 
 
 def loader_tokens_per_sec(data_dir: Path, shape: Shape, num_workers: int, batches: int) -> float:
@@ -593,9 +632,14 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.exists() else []
-    return f"{names[0] if names else platform.machine()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads"
+    names = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.exists()
+        else []
+    )
+    return (
+        f"{names[0] if names else platform.machine()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads"
+    )
 
 
 def summarise(measurements: list[Measurement], shape: Shape, device: torch.device, loader: float | None) -> dict:
@@ -618,8 +662,13 @@ def summarise(measurements: list[Measurement], shape: Shape, device: torch.devic
 
 
 def row(m: Measurement, shape: Shape, flops_per_token: int, accelerator) -> dict:
-    base = {"name": m.variant.name, "settings": asdict(m.variant), "error": m.error,
-            "peak_memory_bytes": m.peak_memory_bytes, "memory_measure": m.memory_note}
+    base = {
+        "name": m.variant.name,
+        "settings": asdict(m.variant),
+        "error": m.error,
+        "peak_memory_bytes": m.peak_memory_bytes,
+        "memory_measure": m.memory_note,
+    }
     if m.error is not None:
         return base
     tokens_per_sec = shape.tokens_per_step / m.step_seconds
@@ -644,8 +693,10 @@ def ratios(rows: list[dict], loader: float | None) -> tuple[dict, dict]:
     by_name = {r["name"]: r for r in rows}
     result, intervals = {}, {}
     for clock, suffix in (("step_ms", ""), ("cpu_step_ms", "_cpu_time")):
-        for key, slower, faster, offset in (("lightning_overhead", "lightning", "bare", 1),
-                                            ("lit_model_vs_reference", "reference", "bare", 0)):
+        for key, slower, faster, offset in (
+            ("lightning_overhead", "lightning", "bare", 1),
+            ("lit_model_vs_reference", "reference", "bare", 0),
+        ):
             if {slower, faster} <= by_name.keys() and by_name[faster][clock]:
                 paired = paired_ratio(by_name[slower][clock + "_all"], by_name[faster][clock + "_all"])
                 if paired is None:
@@ -659,8 +710,9 @@ def ratios(rows: list[dict], loader: float | None) -> tuple[dict, dict]:
     return result, intervals
 
 
-def paired_ratio(numerators: list[float], denominators: list[float], resamples: int = 2000
-                 ) -> tuple[float, float, float] | None:
+def paired_ratio(
+    numerators: list[float], denominators: list[float], resamples: int = 2000
+) -> tuple[float, float, float] | None:
     """Median of the per-step ratios (step i of one variant over step i of the other) and its 95%
     bootstrap interval. Interleaved steps share the machine's load of their moment, so pairing them
     cancels most of it. None when the variants timed different numbers of steps, or too few."""
@@ -686,24 +738,42 @@ def table(summary: dict, extra: dict[str, list[str]] | None = None) -> str:
     rows = summary["variants"]
     gpu = summary["peak_tflops"] is not None
     cpu_clock = any(r.get("cpu_step_ms") for r in rows)
-    header = ["variant", "ms/step", "spread", *(["CPU ms/step"] if cpu_clock else []), "tokens/s",
-              "MFU" if gpu else "GFLOP/s", "peak memory MiB", *(extra or {})]
+    header = [
+        "variant",
+        "ms/step",
+        "spread",
+        *(["CPU ms/step"] if cpu_clock else []),
+        "tokens/s",
+        "MFU" if gpu else "GFLOP/s",
+        "peak memory MiB",
+        *(extra or {}),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, r in enumerate(rows):
         memory = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:,.0f}"
         if r["error"] is not None:
             cells = [r["name"], f"failed: {r['error']}", *[""] * (len(header) - 3), memory]
         else:
-            cells = [r["name"], f"{r['step_ms']:.1f}", f"±{r['spread'] / 2:.1%}",
-                     *([f"{r['cpu_step_ms']:.1f}"] if cpu_clock else []), f"{r['tokens_per_sec']:,.0f}",
-                     f"{r['mfu']:.1%}" if gpu else f"{r['achieved_tflops'] * 1e3:.2f}", memory]
+            cells = [
+                r["name"],
+                f"{r['step_ms']:.1f}",
+                f"±{r['spread'] / 2:.1%}",
+                *([f"{r['cpu_step_ms']:.1f}"] if cpu_clock else []),
+                f"{r['tokens_per_sec']:,.0f}",
+                f"{r['mfu']:.1%}" if gpu else f"{r['achieved_tflops'] * 1e3:.2f}",
+                memory,
+            ]
         cells += [column[i] for column in (extra or {}).values()]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for key, value in summary["ratios"].items():
         label, fmt, target = TARGETS[key]
         interval = summary["ratio_intervals"].get(key)
-        paired = f" (median of paired steps, 95% interval {fmt.format(interval[0])} to {fmt.format(interval[1])})" if interval else ""
+        paired = (
+            f" (median of paired steps, 95% interval {fmt.format(interval[0])} to {fmt.format(interval[1])})"
+            if interval
+            else ""
+        )
         lines.append(f"{label}: {fmt.format(value)}{paired} ({target})")
     if summary["loader_tokens_per_sec"] is not None:
         lines.append(f"StreamingDataLoader alone: {summary['loader_tokens_per_sec']:,.0f} tokens/s")
@@ -712,10 +782,12 @@ def table(summary: dict, extra: dict[str, list[str]] | None = None) -> str:
 
 def report(summary: dict, args: argparse.Namespace, extra: dict[str, list[str]] | None = None) -> None:
     shape = summary["shape"]
-    print(f"\n{summary['device']}, torch {summary['versions']['torch']}, {summary['date']}: {args.preset} "
-          f"{' '.join(args.arch)} seq {shape['seq_len']} batch {shape['batch_size']} {args.precision}"
-          f"{' compiled' if args.compile else ''}, {summary['flops_per_token'] / 1e6:.1f} MFLOP/token, "
-          f"median of {args.rounds}×{args.steps} steps")
+    print(
+        f"\n{summary['device']}, torch {summary['versions']['torch']}, {summary['date']}: {args.preset} "
+        f"{' '.join(args.arch)} seq {shape['seq_len']} batch {shape['batch_size']} {args.precision}"
+        f"{' compiled' if args.compile else ''}, {summary['flops_per_token'] / 1e6:.1f} MFLOP/token, "
+        f"median of {args.rounds}×{args.steps} steps"
+    )
     print(table(summary, extra), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -727,7 +799,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     """Options every benchmark script shares: the shape, the repetitions, the data and the output."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="micro", help="a lit_llm.config preset")
-    p.add_argument("--arch", nargs="*", default=[], metavar="FIELD=VALUE", help="ModelConfig overrides, e.g. n_embd=256")
+    p.add_argument(
+        "--arch", nargs="*", default=[], metavar="FIELD=VALUE", help="ModelConfig overrides, e.g. n_embd=256"
+    )
     p.add_argument("--seq-len", type=int, help="tokens per sequence (default: the model's block_size)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
@@ -735,9 +809,13 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every round")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    p.add_argument("--interleave", default="auto", choices=["auto", "steps", "rounds"],
-                   help="alternate the variants step by step (auto: on a CPU, with at most one Lightning variant) "
-                        "or round by round")
+    p.add_argument(
+        "--interleave",
+        default="auto",
+        choices=["auto", "steps", "rounds"],
+        help="alternate the variants step by step (auto: on a CPU, with at most one Lightning variant) "
+        "or round by round",
+    )
     p.add_argument("--num-workers", type=int, default=1, help="data loader workers (lightning and the loader check)")
     p.add_argument("--loader-batches", type=int, default=0, help="batches drained for the loader check (0: skip)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -777,7 +855,9 @@ def resolve_shape(args: argparse.Namespace, data_dir: Path) -> Shape:
     config = model_config(args).with_vocab(data_vocab_size(data_dir))
     seq_len = args.seq_len or config.block_size
     if seq_len > config.block_size:
-        raise ValueError(f"--seq-len {seq_len} exceeds the model's block_size {config.block_size}; pass --arch block_size={seq_len}")
+        raise ValueError(
+            f"--seq-len {seq_len} exceeds the model's block_size {config.block_size}; pass --arch block_size={seq_len}"
+        )
     return Shape(config, seq_len, args.batch_size)
 
 
@@ -786,10 +866,16 @@ def variants_from_args(args: argparse.Namespace) -> list[Variant]:
     unknown = set(kinds) - set(VARIANT_KINDS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {VARIANT_KINDS}")
-    common = {"precision": args.precision, "compile": args.compile, "num_workers": args.num_workers,
-              "activation_checkpointing": args.activation_checkpointing}
-    return [Variant(name=kind, kind=kind, strategy=args.strategy if kind == "lightning" else "auto", **common)
-            for kind in kinds]
+    common = {
+        "precision": args.precision,
+        "compile": args.compile,
+        "num_workers": args.num_workers,
+        "activation_checkpointing": args.activation_checkpointing,
+    }
+    return [
+        Variant(name=kind, kind=kind, strategy=args.strategy if kind == "lightning" else "auto", **common)
+        for kind in kinds
+    ]
 
 
 def needed_train_tokens(shape: Shape, args: argparse.Namespace) -> int:
@@ -802,8 +888,10 @@ def setup_data(args: argparse.Namespace, workdir: Path) -> tuple[Path, Shape]:
     if args.data_dir:
         shape = resolve_shape(args, args.data_dir)
         if train_tokens(args.data_dir) < needed_train_tokens(shape, args):
-            raise ValueError(f"{args.data_dir} holds {train_tokens(args.data_dir):,} train tokens, fewer than the "
-                             f"{needed_train_tokens(shape, args):,} this run needs; omit --data-dir to prepare enough")
+            raise ValueError(
+                f"{args.data_dir} holds {train_tokens(args.data_dir):,} train tokens, fewer than the "
+                f"{needed_train_tokens(shape, args):,} this run needs; omit --data-dir to prepare enough"
+            )
         return args.data_dir, shape
     draft_config = model_config(args)
     draft = Shape(draft_config, args.seq_len or draft_config.block_size, args.batch_size)
@@ -841,7 +929,8 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], scri
         measurements, loader = [], None
         try:
             step_wise = args.interleave == "steps" or (
-                args.interleave == "auto" and device.type == "cpu" and sum(v.kind == "lightning" for v in variants) <= 1)
+                args.interleave == "auto" and device.type == "cpu" and sum(v.kind == "lightning" for v in variants) <= 1
+            )
             how = measure_step_interleaved if step_wise else measure
             measurements = how(variants, shape, data_dir, workdir, device, args.rounds, args.warmup, args.steps)
             if args.memory and device.type == "cpu":

@@ -66,11 +66,15 @@ def read_checkpoint(path: Path) -> dict:
 
         checkpoint = torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
         tensors: dict = {}
-        _load_state_dict(tensors, storage_reader=FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(), no_dist=True)
+        _load_state_dict(
+            tensors, storage_reader=FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(), no_dist=True
+        )
         checkpoint["state_dict"] = tensors["state_dict"]
         return checkpoint
     except Exception as err:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt") from None
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt"
+        ) from None
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -90,7 +94,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
             f"train it with `lit-llm fit` or pass a .ckpt file"
         )
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a .ckpt file, a run folder or a Hugging Face model folder")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; pass a .ckpt file, a run folder or a Hugging Face model folder"
+        )
     return path
 
 
@@ -102,7 +108,9 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         return load_hf_model(path)
     checkpoint = read_checkpoint(path)
     if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(f"{path} was not written by lit-llm (no '{CHECKPOINT_KEY}' entry); pass a checkpoint from `lit-llm fit`")
+        raise ValueError(
+            f"{path} was not written by lit-llm (no '{CHECKPOINT_KEY}' entry); pass a checkpoint from `lit-llm fit`"
+        )
     meta = checkpoint[CHECKPOINT_KEY]
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     return ModelConfig(**meta["model_config"]), state, Tokenizer.from_json(meta["tokenizer"], source=str(path))

@@ -57,7 +57,9 @@ def run_function(function, prog: str, args: list[str]) -> None:
     parser.add_function_arguments(function, as_group=False, skip=set(flags))
     for name, param in flags.items():
         help_text = next((d.description for d in docs.params if d.arg_name == name), None)
-        parser.add_argument(f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text)
+        parser.add_argument(
+            f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text
+        )
     for option in ("--inputs", "--exclude", "--run_dirs", "--tags"):
         args = gather_list_option(args, option)
     function(**parser.parse_args(args).as_dict())
@@ -116,7 +118,9 @@ def main(argv: list[str] | None = None) -> None:
             from lit_llm.data.info import data_info
 
             rest = args[1:]  # `lit-llm data info DIR [options]`: the folder comes first, without --data_dir
-            run_function(data_info, "lit-llm data info", ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest)
+            run_function(
+                data_info, "lit-llm data info", ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest
+            )
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except USER_ERRORS as err:

@@ -39,7 +39,9 @@ class ModelConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick sizes that divide")
         if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}; pick sizes that divide")
+            raise ValueError(
+                f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}; pick sizes that divide"
+            )
         if self.positions == "rope" and self.head_size % 2:
             raise ValueError(f"rotary positions need an even head size, got {self.head_size}; change n_embd or n_head")
         if self.intermediate_size is None:
@@ -83,7 +85,11 @@ class ModelConfig:
         bias = int(self.bias)
         attn = d * (d + 2 * kv) + bias * (d + 2 * kv) + d * d + bias * d
         n_mlp_in = 2 if self.mlp == "swiglu" else 1
-        mlp = n_mlp_in * (d * self.intermediate_size + bias * self.intermediate_size) + self.intermediate_size * d + bias * d
+        mlp = (
+            n_mlp_in * (d * self.intermediate_size + bias * self.intermediate_size)
+            + self.intermediate_size * d
+            + bias * d
+        )
         norm = d * (2 if self.norm == "layernorm" and self.bias else 1)
         blocks = self.n_layer * (attn + mlp + 2 * norm) + norm
         embeddings = self.vocab_size * d + (self.block_size * d if self.positions == "learned" else 0)
@@ -117,20 +123,48 @@ PRESETS: dict[str, dict] = {
     "gpt2-350m": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024, **_GPT2),
     # ~1.0B Llama-style model (Llama 3.2 1B shape with a 32k vocabulary).
     "llama-1b": dict(
-        n_layer=16, n_head=32, n_kv_head=8, n_embd=2048, intermediate_size=8192, block_size=2048,
-        vocab_size=32000, tie_embeddings=True, rope_base=500000.0, **_LLAMA,
+        n_layer=16,
+        n_head=32,
+        n_kv_head=8,
+        n_embd=2048,
+        intermediate_size=8192,
+        block_size=2048,
+        vocab_size=32000,
+        tie_embeddings=True,
+        rope_base=500000.0,
+        **_LLAMA,
     ),
     # Published models, for `lit-llm plan` (shapes from their papers / configs).
     "tinyllama-1.1b": dict(
-        n_layer=22, n_head=32, n_kv_head=4, n_embd=2048, intermediate_size=5632, block_size=2048,
-        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+        n_layer=22,
+        n_head=32,
+        n_kv_head=4,
+        n_embd=2048,
+        intermediate_size=5632,
+        block_size=2048,
+        vocab_size=32000,
+        tie_embeddings=False,
+        **_LLAMA,
     ),
     "llama2-7b": dict(
-        n_layer=32, n_head=32, n_embd=4096, intermediate_size=11008, block_size=4096,
-        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+        n_layer=32,
+        n_head=32,
+        n_embd=4096,
+        intermediate_size=11008,
+        block_size=4096,
+        vocab_size=32000,
+        tie_embeddings=False,
+        **_LLAMA,
     ),
     "llama2-70b": dict(
-        n_layer=80, n_head=64, n_kv_head=8, n_embd=8192, intermediate_size=28672, block_size=4096,
-        vocab_size=32000, tie_embeddings=False, **_LLAMA,
+        n_layer=80,
+        n_head=64,
+        n_kv_head=8,
+        n_embd=8192,
+        intermediate_size=28672,
+        block_size=4096,
+        vocab_size=32000,
+        tie_embeddings=False,
+        **_LLAMA,
     ),
 }

@@ -32,7 +32,6 @@ class PrecisionBytes:
     residual: int  # dtype of the residual stream (embeddings are not autocast, so it stays fp32 when mixed)
 
 
-
 PRECISIONS: dict[str, PrecisionBytes] = {
     "32-true": PrecisionBytes(weights=4, grads=4, optimizer=8, compute=4, residual=4),
     "bf16-mixed": PrecisionBytes(weights=4, grads=4, optimizer=8, compute=2, residual=4),
@@ -48,7 +47,6 @@ def resolve_precision(precision: str | int) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     return precision
-
 
 
 def compute_estimate(config: ModelConfig, tokens: float, seq_len: int) -> dict:
@@ -69,7 +67,6 @@ def compute_estimate(config: ModelConfig, tokens: float, seq_len: int) -> dict:
     }
 
 
-
 def time_and_cost(
     flops_per_token: float,
     tokens: float,
@@ -88,7 +85,6 @@ def time_and_cost(
         "gpu_hours": gpu_hours,
         "cost": gpu_hours * price_per_gpu_hour,
     }
-
 
 
 def training_step_seconds(
@@ -129,7 +125,6 @@ def training_step_seconds(
     return (time.perf_counter() - start) / steps
 
 
-
 def measure_mfu(
     config: ModelConfig, micro_batch_size: int, seq_len: int, precision: str, device: torch.device | None = None
 ) -> float:
@@ -156,7 +151,6 @@ def measure_mfu(
     return flops / seconds / (accelerator.bf16_tflops * 1e12)
 
 
-
 def human(n: float) -> str:
     """124.5M, 2.0T: counts at a glance."""
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -165,11 +159,9 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
-
 def amount(x: float) -> str:
     """182,362 or 0.00213: whole numbers when large, three significant digits when small."""
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-
 
 
 def duration(seconds: float) -> str:
@@ -180,7 +172,6 @@ def duration(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
 
 
 def run_cost_summary(
@@ -209,5 +200,3 @@ def run_cost_summary(
             "(no MFU: device not in lit_llm.hardware's table)"
         )
     return "\n".join(lines)
-
-

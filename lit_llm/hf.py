@@ -146,52 +146,106 @@ def _require(ok: bool, message: str) -> None:
 
 def _gpt2_lit_config(hf: dict, source: str) -> ModelConfig:
     activation = hf.get("activation_function", "gelu_new")
-    _require(activation in (*TANH_GELUS, "gelu"), f"{source}: activation_function={activation!r} is not supported; lit-llm's GPT-2 MLP computes the tanh GELU ({', '.join(TANH_GELUS)}) or the exact one (gelu)")
-    _require(not hf.get("scale_attn_by_inverse_layer_idx"), f"{source}: scale_attn_by_inverse_layer_idx=true is not supported; lit-llm scales attention by 1/sqrt(head size) only")
-    _require(hf.get("scale_attn_weights", True), f"{source}: scale_attn_weights=false is not supported; lit-llm always scales attention by 1/sqrt(head size)")
+    _require(
+        activation in (*TANH_GELUS, "gelu"),
+        f"{source}: activation_function={activation!r} is not supported; lit-llm's GPT-2 MLP computes the tanh GELU "
+        f"({', '.join(TANH_GELUS)}) or the exact one (gelu)",
+    )
+    _require(
+        not hf.get("scale_attn_by_inverse_layer_idx"),
+        f"{source}: scale_attn_by_inverse_layer_idx=true is not supported; lit-llm scales attention by 1/sqrt(head "
+        "size) only",
+    )
+    _require(
+        hf.get("scale_attn_weights", True),
+        f"{source}: scale_attn_weights=false is not supported; lit-llm always scales attention by 1/sqrt(head size)",
+    )
     return ModelConfig(
-        n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], block_size=hf["n_positions"],
-        vocab_size=hf["vocab_size"], intermediate_size=hf.get("n_inner") or 4 * hf["n_embd"],
-        positions="learned", norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), mlp="gelu",
+        n_layer=hf["n_layer"],
+        n_head=hf["n_head"],
+        n_embd=hf["n_embd"],
+        block_size=hf["n_positions"],
+        vocab_size=hf["vocab_size"],
+        intermediate_size=hf.get("n_inner") or 4 * hf["n_embd"],
+        positions="learned",
+        norm="layernorm",
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        mlp="gelu",
         gelu="exact" if activation == "gelu" else "tanh",
-        bias=True, tie_embeddings=hf.get("tie_word_embeddings", True), dropout=hf.get("resid_pdrop", 0.0),
+        bias=True,
+        tie_embeddings=hf.get("tie_word_embeddings", True),
+        dropout=hf.get("resid_pdrop", 0.0),
     )
 
 
 def _llama_lit_config(hf: dict, source: str) -> ModelConfig:
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}  # transformers 5.x / 4.x
     rope_type = rope.get("rope_type", rope.get("type", "default"))
-    _require(rope_type == "default", f"{source}: RoPE scaling {rope_type!r} is not supported; lit-llm implements plain RoPE (rope_type 'default') only")
+    _require(
+        rope_type == "default",
+        f"{source}: RoPE scaling {rope_type!r} is not supported; lit-llm implements plain RoPE (rope_type 'default') "
+        "only",
+    )
     act = hf.get("hidden_act", "silu")
     _require(act == "silu", f"{source}: hidden_act={act!r} is not supported; lit-llm's SwiGLU uses silu")
     bias, mlp_bias = hf.get("attention_bias", False), hf.get("mlp_bias", False)
-    _require(bias == mlp_bias, f"{source}: attention_bias={bias} with mlp_bias={mlp_bias} is not supported; lit-llm has one bias switch for all linear layers")
+    _require(
+        bias == mlp_bias,
+        f"{source}: attention_bias={bias} with mlp_bias={mlp_bias} is not supported; lit-llm has one bias switch for "
+        "all linear layers",
+    )
     n_head, n_embd = hf["num_attention_heads"], hf["hidden_size"]
     head_dim = hf.get("head_dim") or n_embd // n_head
-    _require(head_dim * n_head == n_embd, f"{source}: head_dim={head_dim} × num_attention_heads={n_head} != hidden_size={n_embd}; lit-llm needs head_dim = hidden_size / heads")
+    _require(
+        head_dim * n_head == n_embd,
+        f"{source}: head_dim={head_dim} × num_attention_heads={n_head} != hidden_size={n_embd}; lit-llm needs "
+        "head_dim = hidden_size / heads",
+    )
     return ModelConfig(
-        n_layer=hf["num_hidden_layers"], n_head=n_head, n_kv_head=hf.get("num_key_value_heads") or n_head,
-        n_embd=n_embd, block_size=hf["max_position_embeddings"], vocab_size=hf["vocab_size"],
-        intermediate_size=hf["intermediate_size"], positions="rope",
-        rope_base=rope.get("rope_theta", hf.get("rope_theta", 10000.0)), norm="rmsnorm",
-        norm_eps=hf.get("rms_norm_eps", 1e-6), mlp="swiglu", bias=bias,
-        tie_embeddings=hf.get("tie_word_embeddings", False), dropout=hf.get("attention_dropout", 0.0),
+        n_layer=hf["num_hidden_layers"],
+        n_head=n_head,
+        n_kv_head=hf.get("num_key_value_heads") or n_head,
+        n_embd=n_embd,
+        block_size=hf["max_position_embeddings"],
+        vocab_size=hf["vocab_size"],
+        intermediate_size=hf["intermediate_size"],
+        positions="rope",
+        rope_base=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
+        norm="rmsnorm",
+        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        mlp="swiglu",
+        bias=bias,
+        tie_embeddings=hf.get("tie_word_embeddings", False),
+        dropout=hf.get("attention_dropout", 0.0),
     )
 
 
 GPT2 = Family(
-    architecture="GPT2LMHeadModel", model_type="gpt2", base_prefix="transformer.",
-    requires={"norm": "layernorm", "mlp": "gelu"}, grouped_query=False,
-    params=_gpt2_params, hf_config=_gpt2_hf_config, lit_config=_gpt2_lit_config,
+    architecture="GPT2LMHeadModel",
+    model_type="gpt2",
+    base_prefix="transformer.",
+    requires={"norm": "layernorm", "mlp": "gelu"},
+    grouped_query=False,
+    params=_gpt2_params,
+    hf_config=_gpt2_hf_config,
+    lit_config=_gpt2_lit_config,
 )
 LLAMA = Family(
-    architecture="LlamaForCausalLM", model_type="llama", base_prefix="model.",
-    requires={"norm": "rmsnorm", "mlp": "swiglu"}, grouped_query=True,
-    params=_llama_params, hf_config=_llama_hf_config, lit_config=_llama_lit_config,
+    architecture="LlamaForCausalLM",
+    model_type="llama",
+    base_prefix="model.",
+    requires={"norm": "rmsnorm", "mlp": "swiglu"},
+    grouped_query=True,
+    params=_llama_params,
+    hf_config=_llama_hf_config,
+    lit_config=_llama_lit_config,
 )
 FAMILY_BY_POSITIONS = {"learned": GPT2, "rope": LLAMA}
 FAMILY_BY_MODEL_TYPE = {f.model_type: f for f in FAMILY_BY_POSITIONS.values()}
-EXPORTABLE = "exportable are GPT-2 style: positions=learned, norm=layernorm, mlp=gelu, n_kv_head=n_head; Llama style: positions=rope, norm=rmsnorm, mlp=swiglu"
+EXPORTABLE = (
+    "exportable are GPT-2 style: positions=learned, norm=layernorm, mlp=gelu, n_kv_head=n_head; "
+    "Llama style: positions=rope, norm=rmsnorm, mlp=swiglu"
+)
 
 
 def family_of(config: ModelConfig, source: str) -> Family:
@@ -273,7 +327,10 @@ def load_hf_model(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     hf_config = _read_hf_config(folder)
     model_type = hf_config.get("model_type")
     if model_type not in FAMILY_BY_MODEL_TYPE:
-        raise ValueError(f"{folder / HF_CONFIG} has model_type={model_type!r}; lit-llm imports {' and '.join(FAMILY_BY_MODEL_TYPE)} models only")
+        raise ValueError(
+            f"{folder / HF_CONFIG} has model_type={model_type!r}; lit-llm imports "
+            f"{' and '.join(FAMILY_BY_MODEL_TYPE)} models only"
+        )
     family = FAMILY_BY_MODEL_TYPE[model_type]
     config = family.lit_config(hf_config, str(folder / HF_CONFIG))
     hf_state = _with_base_prefix(_read_hf_weights(folder), family)
@@ -284,7 +341,10 @@ def load_hf_model(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
         hf_state.pop("lm_head.weight", None)  # some versions save the tied head too
     unknown = sorted(k for k in hf_state.keys() - expected if not k.endswith(IGNORED_SUFFIXES))
     if missing or unknown:
-        raise ValueError(f"{folder} does not match its config.json (missing {missing[:3]}, unexpected {unknown[:3]}); re-save it with save_pretrained")
+        raise ValueError(
+            f"{folder} does not match its config.json (missing {missing[:3]}, unexpected {unknown[:3]}); re-save it "
+            "with save_pretrained"
+        )
     state = {p.lit: p.to_lit(hf_state) for p in params}
     if config.tie_embeddings:  # the same tensor, so GPT(config).load_state_dict(state) works strictly
         state["lm_head.weight"] = state["wte.weight"]
@@ -300,7 +360,10 @@ def load_hf_model(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
 def _read_hf_config(folder: Path) -> dict:
     path = folder / HF_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a Hugging Face model folder (no {HF_CONFIG}); pass a folder written by save_pretrained or `lit-llm export`")
+        raise FileNotFoundError(
+            f"{folder} is not a Hugging Face model folder (no {HF_CONFIG}); pass a folder written by save_pretrained "
+            "or `lit-llm export`"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -315,7 +378,9 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     elif (folder / LEGACY_WEIGHTS).is_file():
         return torch.load(folder / LEGACY_WEIGHTS, map_location="cpu", weights_only=True)
     else:
-        raise FileNotFoundError(f"{folder} has no {WEIGHTS}, {WEIGHTS_INDEX} or {LEGACY_WEIGHTS}; save the model with save_pretrained")
+        raise FileNotFoundError(
+            f"{folder} has no {WEIGHTS}, {WEIGHTS_INDEX} or {LEGACY_WEIGHTS}; save the model with save_pretrained"
+        )
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -324,12 +389,15 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
         try:
             state.update(load_file(str(folder / name)))
         except (OSError, SafetensorError) as err:
-            raise ValueError(f"{folder / name} is not a readable safetensors file ({err}); it may be truncated or corrupt") from None
+            raise ValueError(
+                f"{folder / name} is not a readable safetensors file ({err}); it may be truncated or corrupt"
+            ) from None
     return state
 
 
 def _with_base_prefix(state: dict[str, torch.Tensor], family: Family) -> dict[str, torch.Tensor]:
     """Old GPT-2 checkpoints (the base model's own) name parameters without ``transformer.``."""
+
     def full(name: str) -> str:
         return name if name.startswith((family.base_prefix, "lm_head.")) else family.base_prefix + name
 

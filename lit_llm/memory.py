@@ -15,17 +15,13 @@ from lit_llm.hardware import Accelerator
 HEADROOM = 0.9  # plan to 90% of the card: allocator fragmentation and short-lived temporaries take the rest
 
 
-
 FRAMEWORK_OVERHEAD_BYTES = 1e9  # CUDA context, cuBLAS workspaces and NCCL buffers: memory no tensor accounts for
-
 
 
 LOSS_BYTES = 4  # logits are upcast to fp32 for the cross-entropy, whatever the training precision
 
 
-
 GB = 1e9  # vendors' GB, the unit of lit_llm.hardware's memory column
-
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,6 @@ class Memory:
     @property
     def total(self) -> float:
         return self.weights + self.grads + self.optimizer + self.activations
-
 
 
 def block_activation_bytes_per_token(config: ModelConfig, precision: str, seq_len: int) -> int:
@@ -63,7 +58,6 @@ def block_activation_bytes_per_token(config: ModelConfig, precision: str, seq_le
     return residual * b.residual + compute * b.compute + attention_matrix_bytes_per_token(config, precision, seq_len)
 
 
-
 def attention_matrix_bytes_per_token(config: ModelConfig, precision: str, seq_len: int) -> int:
     """CUDA's fused SDPA kernels have no fp32 grouped-query path, so fp32 GQA falls back to the math kernel,
     which saves the softmax probabilities: n_head × T floats per token (plus K/V expanded to every head, small
@@ -71,7 +65,6 @@ def attention_matrix_bytes_per_token(config: ModelConfig, precision: str, seq_le
     if config.n_kv_head == config.n_head or PRECISIONS[precision].compute != 4:
         return 0
     return config.n_head * seq_len * 4
-
 
 
 def head_activation_bytes_per_token(config: ModelConfig, precision: str) -> int:
@@ -83,12 +76,10 @@ def head_activation_bytes_per_token(config: ModelConfig, precision: str) -> int:
     return (2 if config.norm == "rmsnorm" else 1) * d * b.residual + d * b.compute + 3 * config.vocab_size * LOSS_BYTES
 
 
-
 def block_backward_bytes_per_token(config: ModelConfig, precision: str) -> int:
     """The largest gradient backward creates inside a block, that of the MLP's fc output (I for GELU, 2I for
     SwiGLU): it briefly coexists with the block's saved tensors."""
     return (2 if config.mlp == "swiglu" else 1) * config.intermediate_size * PRECISIONS[precision].compute
-
 
 
 def activation_bytes(
@@ -107,14 +98,12 @@ def activation_bytes(
     return micro_batch_size * seq_len * per_token
 
 
-
 def fsdp_gathered_params(config: ModelConfig) -> int:
     """Parameters FSDP2 (lit_llm.parallelism: one unit per block, then the root) holds unsharded at once: the root
     unit (embeddings, head, final norm) stays gathered through the step, plus the block being computed and the
     next one being prefetched."""
     per_block = config.num_params(include_embeddings=False) // config.n_layer  # final norm is a rounding error
     return config.num_params() - config.n_layer * per_block + 2 * per_block
-
 
 
 def memory_estimate(
@@ -146,10 +135,8 @@ def memory_estimate(
     return Memory(params * b.weights + weight_copies, grad_copies * params * b.grads, params * b.optimizer, activations)
 
 
-
 def memory_budget(accelerator: Accelerator) -> float:
     return HEADROOM * accelerator.memory_gb * GB - FRAMEWORK_OVERHEAD_BYTES
-
 
 
 def max_micro_batch_size(
@@ -161,7 +148,6 @@ def max_micro_batch_size(
     return max(0, int((budget - states) // per_sequence))
 
 
-
 def setups(num_gpus: int) -> list[tuple[str, bool]]:
     """(strategy, checkpointing) in order of preference: no sharding or recomputation unless needed.
     Checkpointing costs about a third more compute (the forward runs twice), so plain FSDP comes before it."""
@@ -170,10 +156,8 @@ def setups(num_gpus: int) -> list[tuple[str, bool]]:
     return [("ddp", False), ("fsdp", False), ("ddp", True), ("fsdp", True)]
 
 
-
 def setup_name(strategy: str, checkpointing: bool) -> str:
     return f"{strategy}+ckpt" if checkpointing else strategy
-
 
 
 def recommend(capacity: dict[str, int], num_gpus: int, micro_batch_size: int | None) -> dict | None:
@@ -207,7 +191,6 @@ def recommend(capacity: dict[str, int], num_gpus: int, micro_batch_size: int | N
             "accumulate_grad_batches": micro_batch_size // fitting,
         }
     return None
-
 
 
 def memory_plan(
@@ -244,5 +227,3 @@ def memory_plan(
         "strategies": strategies,
         "recommendation": recommendation,
     }
-
-

@@ -78,9 +78,13 @@ class CausalSelfAttention(nn.Module):
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(start, k, v)
             if start > 0 and T > 1:  # a chunk after a prefix: each query sees the prefix and its own past
-                mask = torch.arange(k.size(2), device=x.device) <= torch.arange(start, start + T, device=x.device)[:, None]
+                mask = (
+                    torch.arange(k.size(2), device=x.device) <= torch.arange(start, start + T, device=x.device)[:, None]
+                )
         y = F.scaled_dot_product_attention(
-            q, k, v,
+            q,
+            k,
+            v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=mask is None and T > 1,

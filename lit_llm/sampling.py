@@ -8,7 +8,9 @@ from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, generator) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, generator
+) -> torch.Tensor:
     """One token per row from (B, vocab) logits; temperature 0 means greedy."""
     if temperature <= 0:
         return logits.argmax(dim=-1, keepdim=True)

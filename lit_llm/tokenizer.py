@@ -54,11 +54,15 @@ class Tokenizer:
     def from_file(cls, path: str | Path) -> Tokenizer:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file {path} does not exist; pass an existing tokenizer.json, 'byte' or 'bpe'")
+            raise FileNotFoundError(
+                f"tokenizer file {path} does not exist; pass an existing tokenizer.json, 'byte' or 'bpe'"
+            )
         try:
             backend = HFTokenizer.from_file(str(path))
         except Exception as err:
-            raise ValueError(f"{path} is not a valid tokenizer.json ({err}); pass a file saved by the tokenizers library") from None
+            raise ValueError(
+                f"{path} is not a valid tokenizer.json ({err}); pass a file saved by the tokenizers library"
+            ) from None
         return cls(backend, str(path))
 
     def save(self, path: str | Path) -> None:
@@ -87,7 +91,9 @@ def byte_tokenizer() -> Tokenizer:
 def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """Train a byte-level BPE tokenizer (GPT-2 style) with ``vocab_size`` ids including <|endoftext|>."""
     if vocab_size < 257:
-        raise ValueError(f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)")
+        raise ValueError(
+            f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)"
+        )
     backend = _byte_level(HFTokenizer(models.BPE()))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -101,7 +107,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (the one ByteLevel uses)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for b in range(256):
         if b in printable:

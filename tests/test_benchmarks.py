@@ -6,13 +6,39 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-TOY = ["--preset", "micro", "--arch", "n_layer=1", "n_embd=32", "n_head=2", "block_size=32", "--batch-size", "2",
-       "--rounds", "1", "--warmup", "1", "--steps", "2", "--threads", "1"]
+TOY = [
+    "--preset",
+    "micro",
+    "--arch",
+    "n_layer=1",
+    "n_embd=32",
+    "n_head=2",
+    "block_size=32",
+    "--batch-size",
+    "2",
+    "--rounds",
+    "1",
+    "--warmup",
+    "1",
+    "--steps",
+    "2",
+    "--threads",
+    "1",
+]
 
 
 def run_benchmark(script: str, *args: str, tmp_path: Path) -> dict:
     out = tmp_path / f"{script}.json"
-    cmd = [sys.executable, str(BENCHMARKS / script), *TOY, "--workdir", str(tmp_path / "work"), "--json", str(out), *args]
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / script),
+        *TOY,
+        "--workdir",
+        str(tmp_path / "work"),
+        "--json",
+        str(out),
+        *args,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())

@@ -19,12 +19,36 @@ OLD_CHECKPOINT = FIXTURES / "v0.1-step3.ckpt"  # step 3 of the run below, writte
 OLD_DATA = Path("/tmp/lit-llm-compat/data")
 # The flags that wrote it (on the first 20,000 characters of tiny Shakespeare, byte tokenizer).
 RUN = [
-    "--config", str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-    "--trainer.max_steps", "6", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2",
-    "--trainer.log_every_n_steps", "1", "--checkpoint.every_n_train_steps", "3",
-    "--model.architecture.n_layer", "1", "--model.architecture.n_embd", "32", "--model.architecture.n_head", "2",
-    "--model.architecture.block_size", "32", "--model.sample_tokens", "0", "--model.warmup_steps", "2",
-    "--data.batch_size", "4", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false",
+    "--config",
+    str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
+    "--trainer.max_steps",
+    "6",
+    "--trainer.val_check_interval",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--checkpoint.every_n_train_steps",
+    "3",
+    "--model.architecture.n_layer",
+    "1",
+    "--model.architecture.n_embd",
+    "32",
+    "--model.architecture.n_head",
+    "2",
+    "--model.architecture.block_size",
+    "32",
+    "--model.sample_tokens",
+    "0",
+    "--model.warmup_steps",
+    "2",
+    "--data.batch_size",
+    "4",
+    "--data.num_workers",
+    "0",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
@@ -42,8 +66,9 @@ def test_old_checkpoint_gives_the_logits_it_gave_when_written():
 
 
 def test_old_checkpoint_in_generate_evaluate_and_export(tmp_path):
-    out = lit_llm("generate", "--checkpoint", str(OLD_CHECKPOINT), "--prompt", "ROMEO:", "--max_new_tokens", "20",
-                  "--seed", "1").stdout
+    out = lit_llm(
+        "generate", "--checkpoint", str(OLD_CHECKPOINT), "--prompt", "ROMEO:", "--max_new_tokens", "20", "--seed", "1"
+    ).stdout
     assert out.startswith("ROMEO:") and len(out) > len("ROMEO:")
     corpus = tmp_path / "text.txt"
     corpus.write_text(SHAKESPEARE.read_text()[20_000:22_000])
@@ -66,7 +91,9 @@ def test_old_checkpoint_resumes_exactly(tmp_path):
     lit_llm("fit", *RUN, "--data.data_dir", str(data), "--trainer.default_root_dir", str(fresh))
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copy(OLD_CHECKPOINT, resumed / "checkpoints" / "last.ckpt")
-    lit_llm("fit", *RUN, "--data.data_dir", str(data), "--trainer.default_root_dir", str(resumed), "--ckpt_path", "last")
+    lit_llm(
+        "fit", *RUN, "--data.data_dir", str(data), "--trainer.default_root_dir", str(resumed), "--ckpt_path", "last"
+    )
     expected, got = losses_by_step(fresh), losses_by_step(resumed)
     assert sorted(got) == [3, 4, 5]  # the resumed process trained steps 3..5 only
     assert max(abs(expected[s] - got[s]) for s in got) < 1e-6

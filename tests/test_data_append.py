@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lit_llm.data.prepare import prepare
 from lit_llm.data.format import count_tokens
+from lit_llm.data.prepare import prepare
 from lit_llm.data.shards import open_split
 from lit_llm.tokenizer import byte_tokenizer
 
@@ -41,14 +41,18 @@ def test_append_refuses_another_tokenizer_duplicates_and_nothing_to_append_to(tm
     out = tmp_path / "out"
     prepare([str(first)], str(out), tokenizer="bpe", vocab_size=300, num_workers=1)
     before = (out / "metadata.json").read_text()
-    with pytest.raises(ValueError, match="--tokenizer byte differs from the dataset's own tokenizer.json; drop --tokenizer"):
+    with pytest.raises(
+        ValueError, match="--tokenizer byte differs from the dataset's own tokenizer.json; drop --tokenizer"
+    ):
         prepare([str(second)], str(out), tokenizer="byte", append=True)
     with pytest.raises(ValueError, match="--tokenizer bpe differs"):
         prepare([str(second)], str(out), tokenizer="bpe", append=True)
     with pytest.raises(ValueError, match="first.jsonl .* is already in the dataset; remove it from --inputs"):
         prepare([str(first)], str(out), append=True)
     assert (out / "metadata.json").read_text() == before and not list(tmp_path.glob(".out*"))
-    prepare([str(second)], str(out), tokenizer=str(out / "tokenizer.json"), append=True, num_workers=1)  # the same one is fine
+    prepare(
+        [str(second)], str(out), tokenizer=str(out / "tokenizer.json"), append=True, num_workers=1
+    )  # the same one is fine
     with pytest.raises(FileNotFoundError, match="holds no dataset to add to; drop --append"):
         prepare([str(second)], str(tmp_path / "nothing"), append=True)
     with pytest.raises(ValueError, match="--overwrite and --append contradict"):

@@ -18,7 +18,8 @@ STORIES = [f"Story {i}: the fox number {i} jumped over {i % 7} lazy dogs." for i
 
 
 def decoded_documents(data_dir) -> list[str]:
-    """Every document of both splits, read back from the shards (sequences of one token, joined, cut at <|endoftext|>)."""
+    """Every document of both splits, read back from the shards (sequences of one token, joined, cut at "
+    "<|endoftext|>)."""
     tokenizer = Tokenizer.from_file(data_dir / "tokenizer.json")
     documents = []
     for split in ("train", "val"):
@@ -42,7 +43,9 @@ def test_jsonl_records_are_documents_and_field_is_chosen(tmp_path):
 
 def test_gzip_and_zstd_are_decompressed_by_extension(tmp_path):
     write_jsonl(tmp_path / "a.jsonl.gz", [{"text": s} for s in STORIES[:20]], opener=gzip.open)
-    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("".join(json.dumps({"text": s}) + "\n" for s in STORIES[20:]).encode()))
+    (tmp_path / "b.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress("".join(json.dumps({"text": s}) + "\n" for s in STORIES[20:]).encode())
+    )
     (tmp_path / "c.txt.gz").write_bytes(gzip.compress(b"a plain gzipped text file"))
     meta = prepare([str(tmp_path)], str(tmp_path / "out"), num_workers=1)
     assert sorted(decoded_documents(tmp_path / "out")) == sorted(STORIES + ["a plain gzipped text file"])
@@ -119,13 +122,26 @@ def test_shards_do_not_depend_on_worker_count_or_part_size(tmp_path, monkeypatch
     monkeypatch.setattr("lit_llm.data.prepare.MAX_PART_BYTES", 4096)
     monkeypatch.setattr("lit_llm.data.prepare.MIN_PART_BYTES", 4096)
     assert len(readers.scan_file(str(tmp_path / "a.jsonl"), readers.ReadOptions(), 4096).parts) > 10
-    prepare([str(tmp_path / "a.jsonl")], str(tmp_path / "two"), tokenizer=str(tmp_path / "one" / "tokenizer.json"), num_workers=2)
+    prepare(
+        [str(tmp_path / "a.jsonl")],
+        str(tmp_path / "two"),
+        tokenizer=str(tmp_path / "one" / "tokenizer.json"),
+        num_workers=2,
+    )
     for split in ("train", "val"):
-        assert (tmp_path / "one" / split / "chunk-0-0.bin").read_bytes() == (tmp_path / "two" / split / "chunk-0-0.bin").read_bytes()
+        assert (tmp_path / "one" / split / "chunk-0-0.bin").read_bytes() == (
+            tmp_path / "two" / split / "chunk-0-0.bin"
+        ).read_bytes()
 
 
 def test_long_documents_encode_in_pieces_exactly_like_whole(tmp_path):
-    prepare([str(shared("gutenberg") / "frankenstein.txt")], str(tmp_path / "bpe"), tokenizer="bpe", vocab_size=512, num_workers=1)
+    prepare(
+        [str(shared("gutenberg") / "frankenstein.txt")],
+        str(tmp_path / "bpe"),
+        tokenizer="bpe",
+        vocab_size=512,
+        num_workers=1,
+    )
     tokenizer = Tokenizer.from_file(tmp_path / "bpe" / "tokenizer.json")
     novel = (shared("gutenberg") / "alice_in_wonderland.txt").read_text()
     for text in (novel, novel.replace("\n", "\r\n")):
@@ -136,8 +152,22 @@ def test_long_documents_encode_in_pieces_exactly_like_whole(tmp_path):
 
 def test_tokenizer_training_sample_is_bounded(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"text": s} for s in STORIES])
-    sampled = prepare([str(tmp_path / "a.jsonl")], str(tmp_path / "a"), tokenizer="bpe", vocab_size=2000, tokenizer_sample_bytes=300, num_workers=1)
-    full = prepare([str(tmp_path / "a.jsonl")], str(tmp_path / "b"), tokenizer="bpe", vocab_size=2000, tokenizer_sample_bytes=None, num_workers=1)
+    sampled = prepare(
+        [str(tmp_path / "a.jsonl")],
+        str(tmp_path / "a"),
+        tokenizer="bpe",
+        vocab_size=2000,
+        tokenizer_sample_bytes=300,
+        num_workers=1,
+    )
+    full = prepare(
+        [str(tmp_path / "a.jsonl")],
+        str(tmp_path / "b"),
+        tokenizer="bpe",
+        vocab_size=2000,
+        tokenizer_sample_bytes=None,
+        num_workers=1,
+    )
     assert sampled["vocab_size"] < full["vocab_size"]
     jobs = assign_splits(readers.scan_file(str(tmp_path / "a.jsonl"), readers.ReadOptions()).parts, 0.1, None, seed=1)
     assert sum(len(text.encode()) for text in training_sample(jobs, readers.ReadOptions(), 300, seed=1)) == 300

@@ -91,7 +91,12 @@ def test_killed_mixed_run_resumes_exactly_and_logs_each_source(tmp_path):
     for name, text in {"big": "abcdefgh " * 222, "small": "stuvwxyz " * 100}.items():
         (tmp_path / f"{name}.txt").write_text(text)
         prepare([str(tmp_path / f"{name}.txt")], str(tmp_path / name), val_fraction=0.3, num_workers=1)
-    sources = json.dumps([{"path": str(tmp_path / "big"), "weight": 0.7}, {"path": str(tmp_path / "small"), "weight": 0.3, "name": "tail"}])
+    sources = json.dumps(
+        [
+            {"path": str(tmp_path / "big"), "weight": 0.7},
+            {"path": str(tmp_path / "small"), "weight": 0.3, "name": "tail"},
+        ]
+    )
     mix = ["--data.data_dir", "null", "--data.sources", sources]
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run(fit_command(tmp_path, reference, *mix))
@@ -99,6 +104,18 @@ def test_killed_mixed_run_resumes_exactly_and_logs_each_source(tmp_path):
     run(fit_command(tmp_path, resumed, *mix, "--ckpt_path", "last"))
     expected, got = losses_by_step(reference), losses_by_step(resumed)
     assert all(abs(expected[s] - got[s]) < 1e-5 for s in range(20, MAX_STEPS)), (expected, got)
-    values = [value for events in reference.glob("events.out.tfevents.*") for event in EventFileLoader(str(events)).Load() for value in event.summary.value]
+    values = [
+        value
+        for events in reference.glob("events.out.tfevents.*")
+        for event in EventFileLoader(str(events)).Load()
+        for value in event.summary.value
+    ]
     assert {"val/loss", "val/big/loss", "val/tail/loss"} <= {value.tag for value in values}
-    assert max(value.tensor.float_val[0] if value.tensor.float_val else value.simple_value for value in values if value.tag == "epoch") >= 2
+    assert (
+        max(
+            value.tensor.float_val[0] if value.tensor.float_val else value.simple_value
+            for value in values
+            if value.tag == "epoch"
+        )
+        >= 2
+    )

@@ -25,7 +25,9 @@ def s3():
     server.start()
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         }.items():
             env.setenv(key, value)
@@ -39,7 +41,9 @@ def s3():
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("remote-corpus")
     with (folder / "a.jsonl").open("w") as f:
-        f.writelines(json.dumps({"text": f"record {i}: " + "the quick brown fox " * (i % 9 + 1)}) + "\n" for i in range(60))
+        f.writelines(
+            json.dumps({"text": f"record {i}: " + "the quick brown fox " * (i % 9 + 1)}) + "\n" for i in range(60)
+        )
     (folder / "b.txt").write_text("an extra document, appended later " * 30)
     return folder
 
@@ -57,7 +61,17 @@ def test_round_trip_through_s3(s3, corpus, tmp_path):
     local = prepare([str(corpus / "a.jsonl")], str(tmp_path / "local"), num_workers=1)
     remote = prepare([str(corpus / "a.jsonl")], "s3://lit-llm/ds", num_workers=1)
     assert remote["splits"] == local["splits"]
-    assert keys(s3, "ds/") == [f"ds/{name}" for name in ("metadata.json", "tokenizer.json", "train/chunk-0-0.bin", "train/index.json", "val/chunk-0-0.bin", "val/index.json")]
+    assert keys(s3, "ds/") == [
+        f"ds/{name}"
+        for name in (
+            "metadata.json",
+            "tokenizer.json",
+            "train/chunk-0-0.bin",
+            "train/index.json",
+            "val/chunk-0-0.bin",
+            "val/index.json",
+        )
+    ]
     chunk = s3.get_object(Bucket="lit-llm", Key="ds/train/chunk-0-0.bin")["Body"].read()
     assert chunk == (tmp_path / "local" / "train" / "chunk-0-0.bin").read_bytes()
 
@@ -66,8 +80,12 @@ def test_round_trip_through_s3(s3, corpus, tmp_path):
 
     options = {"batch_size": 4, "seq_len": 16, "num_workers": 1, "cache_dir": str(tmp_path / "cache")}
     streamed = first_batches(TokenDataModule("s3://lit-llm/ds", **options))
-    assert all(torch.equal(a, b) for a, b in zip(streamed, first_batches(TokenDataModule(str(tmp_path / "local"), **options))))
-    mixed = TokenDataModule(sources=[DataSource(str(tmp_path / "local")), DataSource("s3://lit-llm/ds", name="remote")], **options)
+    assert all(
+        torch.equal(a, b) for a, b in zip(streamed, first_batches(TokenDataModule(str(tmp_path / "local"), **options)))
+    )
+    mixed = TokenDataModule(
+        sources=[DataSource(str(tmp_path / "local")), DataSource("s3://lit-llm/ds", name="remote")], **options
+    )
     assert len(first_batches(mixed)) == 3 and mixed.val_source_names == ["local", "remote"]
 
 
@@ -78,7 +96,9 @@ def test_append_and_overwrite_in_s3(s3, corpus, tmp_path):
     after = prepare([str(corpus / "b.txt")], "s3://lit-llm/grow", append=True, num_workers=1)
     assert after["splits"]["train"]["tokens"] > before["splits"]["train"]["tokens"]
     assert "grow/train/chunk-0-1.bin" in keys(s3, "grow/")
-    data = TokenDataModule("s3://lit-llm/grow", batch_size=2, seq_len=16, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    data = TokenDataModule(
+        "s3://lit-llm/grow", batch_size=2, seq_len=16, num_workers=0, cache_dir=str(tmp_path / "cache")
+    )
     data.setup("fit")
     assert len(data.train_dataset) > before["splits"]["train"]["tokens"] // 17  # the cache follows the append
 

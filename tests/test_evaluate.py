@@ -14,7 +14,9 @@ from lit_llm.model import GPT
 from lit_llm.tokenizer import byte_tokenizer, train_bpe
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 
-needs_safetensors = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')")
+needs_safetensors = pytest.mark.skipif(
+    importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,9 @@ def test_long_text_is_scored_in_windows_each_token_once(llama_checkpoint, shakes
     assert overlapping["tokens"] == 1001 and overlapping["nats"] != pytest.approx(nats, rel=1e-5)
 
 
-@pytest.mark.parametrize("n, context, stride", [(1001, 96, 48), (1001, 96, 96), (10, 96, 48), (97, 96, 1), (500, 64, 37)])
+@pytest.mark.parametrize(
+    "n, context, stride", [(1001, 96, 48), (1001, 96, 96), (10, 96, 48), (97, 96, 1), (500, 64, 37)]
+)
 def test_windows_score_every_target_once_with_enough_context(n, context, stride):
     scored = []
     for begin, end, first in windows(n, context, stride):
@@ -80,8 +84,10 @@ def test_windows_score_every_target_once_with_enough_context(n, context, stride)
     assert scored == list(range(n))
 
 
-def test_prepared_dataset_equals_its_text_and_matches_training_layout(byte_dataset, shakespeare_slice, llama_checkpoint, tmp_path):
-    val_text = (tmp_path / "val.txt")  # prepare splits one document by position: the last 10% is val
+def test_prepared_dataset_equals_its_text_and_matches_training_layout(
+    byte_dataset, shakespeare_slice, llama_checkpoint, tmp_path
+):
+    val_text = tmp_path / "val.txt"  # prepare splits one document by position: the last 10% is val
     text = shakespeare_slice.read_text()
     val_text.write_text(text[int(len(text) * 0.9) :])
     result = evaluate(str(llama_checkpoint), [str(byte_dataset), str(val_text)], stride=96)

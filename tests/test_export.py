@@ -18,13 +18,20 @@ from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # everything below must load from disk
 # Export and import need the `hf` extra; transformers itself only the tests that load into it.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')"
+)
 
 FAMILIES = {
     "gpt2": {"positions": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True, "tie_embeddings": True},
     "llama": {
-        "positions": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False, "tie_embeddings": False,
-        "n_kv_head": 2, "rope_base": 500000.0,
+        "positions": "rope",
+        "norm": "rmsnorm",
+        "mlp": "swiglu",
+        "bias": False,
+        "tie_embeddings": False,
+        "n_kv_head": 2,
+        "rope_base": 500000.0,
     },
 }
 # The other switch settings each class can represent.
@@ -78,7 +85,14 @@ def test_transformers_loads_the_export_with_the_same_logits_and_greedy_tokens(fa
     tokenizer = tokenizer_for(family, bpe)
     model = random_model(tiny_config({**FAMILIES, **VARIANTS}[family], vocab_size=448))  # padded beyond the tokenizer
     out = export(str(save_checkpoint(model, tokenizer, tmp_path / "model.ckpt")), str(tmp_path / "hf"))
-    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ):
         assert (out / name).is_file(), name
 
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
@@ -119,12 +133,21 @@ def test_import_reads_folders_that_transformers_saved(family, bpe, text, tmp_pat
     transformers = pytest.importorskip("transformers")
     tokenizer = tokenizer_for(family, bpe)
     if family == "gpt2":
-        hf_config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=96, vocab_size=448, activation_function="gelu_new")
+        hf_config = transformers.GPT2Config(
+            n_layer=2, n_head=4, n_embd=64, n_positions=96, vocab_size=448, activation_function="gelu_new"
+        )
         hf_model = transformers.GPT2LMHeadModel(hf_config)
     else:
         hf_config = transformers.LlamaConfig(
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=64, intermediate_size=160,
-            max_position_embeddings=96, vocab_size=448, rms_norm_eps=1e-5, rope_theta=50000.0,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            hidden_size=64,
+            intermediate_size=160,
+            max_position_embeddings=96,
+            vocab_size=448,
+            rms_norm_eps=1e-5,
+            rope_theta=50000.0,
         )
         hf_model = transformers.LlamaForCausalLM(hf_config)
     torch.manual_seed(0)
@@ -161,7 +184,9 @@ def test_run_folders_and_sharded_checkpoints_export_the_same_weights(bpe, tmp_pa
     checkpoint = torch.load(plain, weights_only=True)
     dcp.save({"state_dict": checkpoint["state_dict"]}, checkpoint_id=str(sharded), no_dist=True)
     torch.save({CHECKPOINT_KEY: checkpoint[CHECKPOINT_KEY]}, sharded / "meta.pt")
-    written = [export(str(source), str(tmp_path / f"hf-{i}")) for i, source in enumerate((plain, tmp_path / "run", sharded))]
+    written = [
+        export(str(source), str(tmp_path / f"hf-{i}")) for i, source in enumerate((plain, tmp_path / "run", sharded))
+    ]
     contents = {(folder / "model.safetensors").read_bytes() for folder in written}
     assert len(contents) == 1
 
@@ -169,10 +194,19 @@ def test_run_folders_and_sharded_checkpoints_export_the_same_weights(bpe, tmp_pa
 @pytest.mark.parametrize(
     "switches, message",
     [
-        ({"positions": "rope", "norm": "layernorm", "mlp": "gelu"}, "needs norm=rmsnorm but this model has norm=layernorm"),
+        (
+            {"positions": "rope", "norm": "layernorm", "mlp": "gelu"},
+            "needs norm=rmsnorm but this model has norm=layernorm",
+        ),
         ({"positions": "rope", "norm": "rmsnorm", "mlp": "gelu"}, "needs mlp=swiglu but this model has mlp=gelu"),
-        ({"positions": "learned", "norm": "rmsnorm", "mlp": "gelu"}, "needs norm=layernorm but this model has norm=rmsnorm"),
-        ({"positions": "learned", "norm": "layernorm", "mlp": "swiglu"}, "needs mlp=gelu but this model has mlp=swiglu"),
+        (
+            {"positions": "learned", "norm": "rmsnorm", "mlp": "gelu"},
+            "needs norm=layernorm but this model has norm=rmsnorm",
+        ),
+        (
+            {"positions": "learned", "norm": "layernorm", "mlp": "swiglu"},
+            "needs mlp=gelu but this model has mlp=swiglu",
+        ),
         ({**FAMILIES["gpt2"], "n_kv_head": 2}, "n_kv_head=2 .grouped-query attention. but GPT2LMHeadModel"),
     ],
 )
@@ -187,7 +221,9 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "model.ckpt")
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="already exists and is not empty; choose another --output_dir or pass --overwrite"):
+    with pytest.raises(
+        FileExistsError, match="already exists and is not empty; choose another --output_dir or pass --overwrite"
+    ):
         export(str(checkpoint), str(tmp_path / "hf"))
     export(str(checkpoint), str(tmp_path / "hf"), overwrite=True)
     assert not (tmp_path / "hf" / "notes.txt").exists() and (tmp_path / "hf" / "config.json").is_file()
@@ -196,7 +232,10 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
 
 def test_bfloat16_export_halves_the_weights(tmp_path):
     checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "model.ckpt")
-    full, half = export(str(checkpoint), str(tmp_path / "fp32")), export(str(checkpoint), str(tmp_path / "bf16"), dtype="bfloat16")
+    full, half = (
+        export(str(checkpoint), str(tmp_path / "fp32")),
+        export(str(checkpoint), str(tmp_path / "bf16"), dtype="bfloat16"),
+    )
     assert json.loads((half / "config.json").read_text())["torch_dtype"] == "bfloat16"
     ratio = (half / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
     assert 0.49 < ratio < 0.51
@@ -214,7 +253,10 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match="other.ckpt was not written by lit-llm"):
         export(str(tmp_path / "other.ckpt"), str(tmp_path / "c"))
 
-    out = export(str(save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")), str(tmp_path / "hf"))
+    out = export(
+        str(save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")),
+        str(tmp_path / "hf"),
+    )
     (out / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no tokenizer.json; save a fast tokenizer beside the model"):
         load_hf_model(out)
@@ -231,5 +273,7 @@ def test_tokenizer_bigger_than_the_model_vocabulary_is_refused(bpe, tmp_path):
     model = GPT(tiny_config(FAMILIES["llama"], 320))
     out = export(str(save_checkpoint(model, byte_tokenizer(), tmp_path / "m.ckpt")), str(tmp_path / "hf"))
     bpe.save(out / "tokenizer.json")  # 400 tokens for a 320-row embedding
-    with pytest.raises(ValueError, match="tokenizer/model mismatch .* has 400 tokens but the model's vocab_size is 320"):
+    with pytest.raises(
+        ValueError, match="tokenizer/model mismatch .* has 400 tokens but the model's vocab_size is 320"
+    ):
         load_hf_model(out)

@@ -74,21 +74,37 @@ def test_generate_stops_once_every_row_has_stopped():
     new = generate(model, torch.tensor([[ord("q")], [ord("p")]]), 30, temperature=0.0, stop_id=eot)
     assert new.shape == (2, 2) and new[0, 0] == eot and new[1].tolist() == [ord("q"), eot]
     calls = []
-    generate(model, torch.tensor([[ord("a")]]), 30, temperature=0.0, on_token=lambda ids: calls.append(ids) or len(calls) == 3)
+    generate(
+        model,
+        torch.tensor([[ord("a")]]),
+        30,
+        temperature=0.0,
+        on_token=lambda ids: calls.append(ids) or len(calls) == 3,
+    )
     assert len(calls) == 3  # on_token returning True ends generation
 
 
 def test_same_seed_same_sample_other_seed_other_sample(tmp_path):
-    checkpoint = str(save_checkpoint(random_model(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt"))
-    samples = [generate_text(checkpoint, ["KING:", "QUEEN:"], max_new_tokens=12, temperature=1.0, top_k=None, seed=seed) for seed in (1, 1, 2)]
+    checkpoint = str(
+        save_checkpoint(random_model(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")
+    )
+    samples = [
+        generate_text(checkpoint, ["KING:", "QUEEN:"], max_new_tokens=12, temperature=1.0, top_k=None, seed=seed)
+        for seed in (1, 1, 2)
+    ]
     assert samples[0] == samples[1] and samples[0] != samples[2]
 
 
 def test_bfloat16_generates_the_same_greedy_text(cycle_checkpoint):
-    assert generate_text(cycle_checkpoint, "a", max_new_tokens=20, temperature=0.0, stop=["Z"], dtype="bfloat16") == "abc.XY"
+    assert (
+        generate_text(cycle_checkpoint, "a", max_new_tokens=20, temperature=0.0, stop=["Z"], dtype="bfloat16")
+        == "abc.XY"
+    )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("safetensors") is None, reason="needs safetensors (pip install 'lit-llm[hf]')"
+)
 def test_a_hugging_face_folder_generates_like_its_checkpoint(cycle_checkpoint, tmp_path):
     hf_folder = export(cycle_checkpoint, str(tmp_path / "hf"))
     from_hf = generate_text(str(hf_folder), ["a", "p"], max_new_tokens=20, temperature=0.0)
@@ -114,7 +130,21 @@ def test_continuation_shows_only_settled_text():
 
 
 def test_command_line_takes_a_list_of_prompts_and_stop_sequences(cycle_checkpoint, capsys):
-    main(["generate", "--checkpoint", cycle_checkpoint, "--prompt", '["a", "X"]', "--stop", '["Z"]', "--temperature", "0"])
+    main(
+        [
+            "generate",
+            "--checkpoint",
+            cycle_checkpoint,
+            "--prompt",
+            '["a", "X"]',
+            "--stop",
+            '["Z"]',
+            "--temperature",
+            "0",
+        ]
+    )
     assert capsys.readouterr().out == "abc.XY\n\nXY\n"
-    main(["generate", "--checkpoint", cycle_checkpoint, "--prompt", "a:", "--max_new_tokens", "3", "--temperature", "0"])
+    main(
+        ["generate", "--checkpoint", cycle_checkpoint, "--prompt", "a:", "--max_new_tokens", "3", "--temperature", "0"]
+    )
     assert capsys.readouterr().out.startswith("a:")

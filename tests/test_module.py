@@ -46,9 +46,16 @@ def train(byte_dataset, tmp_path, callback, max_steps=12, **module_args):
     module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0, **module_args)
     data = TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0)
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", callbacks=[callback], default_root_dir=tmp_path,
-        val_check_interval=5, check_val_every_n_epoch=None, limit_val_batches=2,
-        enable_progress_bar=False, enable_model_summary=False, logger=False,
+        max_steps=max_steps,
+        accelerator="cpu",
+        callbacks=[callback],
+        default_root_dir=tmp_path,
+        val_check_interval=5,
+        check_val_every_n_epoch=None,
+        limit_val_batches=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
     )
     trainer.fit(module, datamodule=data)
     return module, trainer
@@ -67,7 +74,9 @@ def test_non_finite_step_is_skipped_and_counted(byte_dataset, tmp_path):
 
 
 def test_consecutive_non_finite_steps_stop_the_run(byte_dataset, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps .* Resume from the last good checkpoint \(.*best\.ckpt\)"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"3 consecutive steps .* Resume from the last good checkpoint \(.*best\.ckpt\)"
+    ):
         train(byte_dataset, tmp_path, InjectNaNGradient({6, 7, 8}), max_nonfinite_steps=3)
 
 
@@ -113,6 +122,7 @@ class CountDeviceReads(L.Callback):
                 if ours and not any(c.endswith(" convert_tensors_to_scalars") for c in callers):  # progress bar
                     self.reads.append(f"{name} from {ours[-1]}")
             return read(tensor, *args, **kwargs)
+
         return counted
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -125,8 +135,15 @@ def test_steps_between_logging_steps_never_wait_for_the_device(byte_dataset, tmp
     counter = CountDeviceReads(monkeypatch)
     module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0)
     trainer = L.Trainer(
-        max_steps=12, accelerator="cpu", callbacks=[counter], default_root_dir=tmp_path, log_every_n_steps=5,
-        limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False, enable_model_summary=False,
+        max_steps=12,
+        accelerator="cpu",
+        callbacks=[counter],
+        default_root_dir=tmp_path,
+        log_every_n_steps=5,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
     )  # the progress bar and the TensorBoard logger on, as `lit-llm fit` runs
     trainer.fit(module, datamodule=TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0))
     assert counter.reads == []
@@ -162,4 +179,6 @@ def test_init_from_refuses_data_with_another_tokenizer(byte_dataset, shakespeare
     prepare([str(shakespeare_slice)], str(bpe_data), tokenizer="bpe", vocab_size=300, num_workers=1)
     module = LitLLM(SMALL, init_from=str(tmp_path / "source.ckpt"))
     with pytest.raises(ValueError, match="prepared with another tokenizer"):
-        L.Trainer(accelerator="cpu", logger=False).validate(module, datamodule=TokenDataModule(str(bpe_data), num_workers=0))
+        L.Trainer(accelerator="cpu", logger=False).validate(
+            module, datamodule=TokenDataModule(str(bpe_data), num_workers=0)
+        )

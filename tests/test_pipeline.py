@@ -10,17 +10,28 @@ from lit_llm.sampling import generate
 from tests.conftest import REPO
 
 FAST = [
-    "--config", str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-    "--model.architecture.n_layer", "2",
-    "--model.architecture.block_size", "32",
-    "--model.warmup_steps", "5",
-    "--model.sample_tokens", "20",
-    "--data.batch_size", "8",
-    "--data.num_workers", "0",
-    "--trainer.val_check_interval", "50",
-    "--trainer.limit_val_batches", "4",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
+    "--config",
+    str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
+    "--model.architecture.n_layer",
+    "2",
+    "--model.architecture.block_size",
+    "32",
+    "--model.warmup_steps",
+    "5",
+    "--model.sample_tokens",
+    "20",
+    "--data.batch_size",
+    "8",
+    "--data.num_workers",
+    "0",
+    "--trainer.val_check_interval",
+    "50",
+    "--trainer.limit_val_batches",
+    "4",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
 ]
 
 
@@ -76,8 +87,18 @@ def test_generate_command_samples_text(trained_run, capsys):
 
 
 def test_validate_reports_val_loss(trained_run, byte_dataset, capsys):
-    main(["validate", *FAST, "--data.data_dir", str(byte_dataset), "--trainer.default_root_dir", str(trained_run),
-          "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
+    main(
+        [
+            "validate",
+            *FAST,
+            "--data.data_dir",
+            str(byte_dataset),
+            "--trainer.default_root_dir",
+            str(trained_run),
+            "--ckpt_path",
+            str(trained_run / "checkpoints" / "last.ckpt"),
+        ]
+    )
     assert "val/loss" in capsys.readouterr().out
 
 

@@ -119,11 +119,15 @@ def test_bits_per_byte_of_an_older_dataset_rereads_its_source_text(tmp_path):
 
 
 def test_run_summary_reads_the_numbers_a_results_table_needs(run):
-    (run / "config.yaml").write_text(yaml.safe_dump({
-        "trainer": {"devices": 1},
-        "model": {"architecture": {"block_size": 64}},
-        "data": {"data_dir": "somewhere", "batch_size": 12},
-    }))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {"devices": 1},
+                "model": {"architecture": {"block_size": 64}},
+                "data": {"data_dir": "somewhere", "batch_size": 12},
+            }
+        )
+    )
     summary = run_summary(run)  # the fake run logged its last validation at step index 300: 301 steps done
     assert summary["steps"] == 301 and summary["tokens"] == 301 * 12 * 64
     assert summary["val_loss"] == pytest.approx(1.2) and summary["best_val_loss"] == pytest.approx(1.2)

@@ -28,7 +28,14 @@ def test_single_document_splits_like_nanogpt(byte_dataset, shakespeare_slice):
 
 def test_bpe_on_many_documents_splits_by_document(tmp_path):
     novels = shared("gutenberg")
-    meta = prepare([str(novels / "*.txt")], str(tmp_path / "out"), tokenizer="bpe", vocab_size=1024, val_fraction=0.2, num_workers=2)
+    meta = prepare(
+        [str(novels / "*.txt")],
+        str(tmp_path / "out"),
+        tokenizer="bpe",
+        vocab_size=1024,
+        val_fraction=0.2,
+        num_workers=2,
+    )
     train, val = meta["splits"]["train"], meta["splits"]["val"]
     assert train["documents"] + val["documents"] == 5 and val["documents"] >= 1
     assert not set(train["sources"]) & set(val["sources"])

@@ -47,18 +47,31 @@ def one_thread():
 def test_shortened_shakespeare_cpu_run_reaches_the_val_loss_bound(shakespeare_char, tmp_path, one_thread):
     run_dir = tmp_path / "run"
     start = time.perf_counter()
-    main([
-        "fit", "--config", str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-        "--data.data_dir", str(shakespeare_char),
-        "--data.num_workers", "0",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.max_steps", str(STEPS),
-        "--trainer.val_check_interval", str(STEPS),  # one validation, at the end
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.num_sanity_val_steps", "0",
-        "--model.sample_tokens", "0",
-    ])
+    main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
+            "--data.data_dir",
+            str(shakespeare_char),
+            "--data.num_workers",
+            "0",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.max_steps",
+            str(STEPS),
+            "--trainer.val_check_interval",
+            str(STEPS),  # one validation, at the end
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--model.sample_tokens",
+            "0",
+        ]
+    )
     elapsed = time.perf_counter() - start
     events = EventAccumulator(str(run_dir))
     events.Reload()

@@ -22,7 +22,9 @@ def consolidate(checkpoint: str, output: str) -> None:
     """
     source, target = Path(checkpoint).expanduser(), Path(output).expanduser()
     if not is_sharded_checkpoint(source):
-        raise ValueError(f"{source} is not a sharded checkpoint folder (no {SHARDED_METADATA}); it can be used as it is")
+        raise ValueError(
+            f"{source} is not a sharded checkpoint folder (no {SHARDED_METADATA}); it can be used as it is"
+        )
     state = read_checkpoint(source)
     save_atomically({k: v for k, v in state.items() if not k.startswith("optimizer")}, target)
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) from {source}")

@@ -50,10 +50,12 @@ def evaluate(
 
     Args:
         checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt) or a Hugging Face model folder.
-        inputs: text, JSON Lines or Parquet files, folders, globs, or folders written by `lit-llm prepare`; each is reported on its own line.
+        inputs: text, JSON Lines or Parquet files, folders, globs, or folders written by `lit-llm prepare`; each is
+            reported on its own line.
         split: which split of a prepared dataset to evaluate (train or val).
         context: tokens per window (default: the model's block_size).
-        stride: tokens the window advances by (default: half the context); each token then sees at least context - stride tokens before it. Use the context for the fastest, non-overlapping windows.
+        stride: tokens the window advances by (default: half the context); each token then sees at least context -
+            stride tokens before it. Use the context for the fastest, non-overlapping windows.
         batch_size: windows per forward pass.
         text_field: the JSON Lines field or Parquet column that holds the text.
         separator: in text files, a line holding only this string ends a document (as in `lit-llm prepare`).
@@ -78,7 +80,9 @@ def evaluate(
             summarize(item, score(model, ids, context, stride, batch_size, bar), len(ids) - 1, n_bytes)
             for item, (ids, n_bytes) in zip(inputs, streams)
         ]
-    total = summarize("all", sum(r["nats"] for r in rows), sum(r["tokens"] for r in rows), sum(r["bytes"] for r in rows))
+    total = summarize(
+        "all", sum(r["nats"] for r in rows), sum(r["tokens"] for r in rows), sum(r["bytes"] for r in rows)
+    )
     result = {"checkpoint": checkpoint, "context": context, "stride": stride, "inputs": rows, "total": total}
     print(jsonlib.dumps(result, indent=2) if json else format_table(rows + ([total] if len(rows) > 1 else [])))
     return result
@@ -91,9 +95,16 @@ def read_stream(item: str, tokenizer: Tokenizer, split: str, options: ReadOption
     if (path / METADATA).is_file():
         tokens, n_bytes = read_prepared(path, split, tokenizer)
     else:
-        documents = [doc for file in resolve_inputs([item]) for part in scan_file(str(file), options).parts for doc in read_part(part, options)]
+        documents = [
+            doc
+            for file in resolve_inputs([item])
+            for part in scan_file(str(file), options).parts
+            for doc in read_part(part, options)
+        ]
         if not documents:
-            raise ValueError(f"input {item} holds no text (only empty or binary files); pass UTF-8 text, JSON Lines or Parquet files")
+            raise ValueError(
+                f"input {item} holds no text (only empty or binary files); pass UTF-8 text, JSON Lines or Parquet files"
+            )
         tokens = torch.from_numpy(encode_documents(tokenizer, documents).astype(np.int64))  # as `prepare` lays them out
         n_bytes = sum(len(doc.encode()) for doc in documents)
     return torch.cat([torch.tensor([tokenizer.eot_id]), tokens]), n_bytes
@@ -114,7 +125,9 @@ def read_prepared(folder: Path, split: str, tokenizer: Tokenizer) -> tuple[torch
     split_dir = folder / split
     # LitData token chunks: a uint32 item count, item count + 1 uint32 offsets, then the token ids.
     chunks = [
-        np.fromfile(split_dir / c["filename"], dtype=metadata["dtype"], count=c["dim"], offset=(c["chunk_size"] + 2) * 4)
+        np.fromfile(
+            split_dir / c["filename"], dtype=metadata["dtype"], count=c["dim"], offset=(c["chunk_size"] + 2) * 4
+        )
         for c in read_index(split_dir)["chunks"]
     ]
     tokens = torch.from_numpy(np.concatenate(chunks or [np.zeros(0)]).astype(np.int64))
@@ -156,7 +169,9 @@ def score(model: GPT, ids: torch.Tensor, context: int, stride: int, batch_size: 
             inputs[row, : end - begin] = ids[begin:end]
             targets[row, scored - begin : end - begin] = ids[scored + 1 : end + 1]
         logits = model(inputs.to(device))
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.to(device).flatten(), ignore_index=IGNORE, reduction="sum")
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(), targets.to(device).flatten(), ignore_index=IGNORE, reduction="sum"
+        )
         nats += loss.item()
         bar.update(sum(end - scored for _, end, scored in batch))
     return nats

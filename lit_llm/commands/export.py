@@ -23,14 +23,17 @@ def export(
     AutoModelForCausalLM and AutoTokenizer load it offline.
 
     Args:
-        checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt), a sharded FSDP2 checkpoint folder, or a Hugging Face model folder.
+        checkpoint: a .ckpt file, a run folder (uses its checkpoints/last.ckpt), a sharded FSDP2 checkpoint folder, or
+            a Hugging Face model folder.
         output_dir: the folder to write (written beside it under a temporary name, then renamed).
         dtype: precision of the saved weights.
         overwrite: replace output_dir if it already holds files.
     """
     target = Path(output_dir).expanduser()
     if target.exists() and (target.is_file() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder {target} already exists and is not empty; choose another --output_dir or pass --overwrite")
+        raise FileExistsError(
+            f"output folder {target} already exists and is not empty; choose another --output_dir or pass --overwrite"
+        )
     model, tokenizer = load_checkpoint(checkpoint)
     family = family_of(model.config, checkpoint)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -41,5 +44,8 @@ def export(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"wrote {target}: {family.architecture} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {dtype})")
+    print(
+        f"wrote {target}: {family.architecture} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{dtype})"
+    )
     return target

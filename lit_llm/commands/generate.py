@@ -49,7 +49,13 @@ def generate_text(
     model.to(resolve_dtype(dtype, device))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else torch.seed())
-    sample = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p, "generator": generator}
+    sample = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "generator": generator,
+    }
     if isinstance(prompt, str):
         return stream_one(model, tokenizer, prompt, stop or [], sample)
     if not prompt:

@@ -319,5 +319,3 @@ def plan(
     }
     print(jsonlib.dumps(result, indent=2) if json else format_report(result))
     return result
-
-

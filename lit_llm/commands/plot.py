@@ -26,12 +26,16 @@ def event_dirs(run_dir: str | Path) -> list[Path]:
     """Folders holding TensorBoard event files: the run folder itself, else those below it (sorted)."""
     run = Path(run_dir).expanduser()
     if not run.is_dir():
-        raise FileNotFoundError(f"run folder {run} does not exist; pass the trainer.default_root_dir of a `lit-llm fit` run")
+        raise FileNotFoundError(
+            f"run folder {run} does not exist; pass the trainer.default_root_dir of a `lit-llm fit` run"
+        )
     if any(run.glob(EVENTS_GLOB)):
         return [run]
     found = sorted({p.parent for p in run.rglob(EVENTS_GLOB)})
     if not found:
-        raise FileNotFoundError(f"{run} holds no TensorBoard event files ({EVENTS_GLOB}); is it a `lit-llm fit` run folder?")
+        raise FileNotFoundError(
+            f"{run} holds no TensorBoard event files ({EVENTS_GLOB}); is it a `lit-llm fit` run folder?"
+        )
     return found
 
 
@@ -60,7 +64,9 @@ def read_run(run_dir: str | Path, tags: Sequence[str]) -> dict[str, list[tuple[i
             if tag in logged:
                 for event in sorted(events.Scalars(tag), key=lambda e: e.wall_time):
                     by_tag[tag][event.step] = (event.value, event.wall_time)
-    return {tag: [(step, value, wall) for step, (value, wall) in sorted(points.items())] for tag, points in by_tag.items()}
+    return {
+        tag: [(step, value, wall) for step, (value, wall) in sorted(points.items())] for tag, points in by_tag.items()
+    }
 
 
 def smooth(values: list[float], weight: float) -> list[float]:
@@ -135,13 +141,27 @@ def plot(
                     ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
                     ax.plot(steps, smooth(values, smoothing), color=colour, linewidth=1.4, label=label)
                 elif is_val:
-                    ax.plot(steps, values, color=colour, marker="o", markersize=3.5, linewidth=1.6,
-                            linestyle="--" if len(panel_tags) > 1 else "-", label=label)
+                    ax.plot(
+                        steps,
+                        values,
+                        color=colour,
+                        marker="o",
+                        markersize=3.5,
+                        linewidth=1.6,
+                        linestyle="--" if len(panel_tags) > 1 else "-",
+                        label=label,
+                    )
                 else:
                     ax.plot(steps, values, color=colour, linewidth=1.4, label=label)
                 if is_val:  # annotate the last validation value: the number a results table quotes
-                    ax.annotate(f"{values[-1]:.3f}", (steps[-1], values[-1]), textcoords="offset points",
-                                xytext=(4, 6), fontsize=8, color=colour)
+                    ax.annotate(
+                        f"{values[-1]:.3f}",
+                        (steps[-1], values[-1]),
+                        textcoords="offset points",
+                        xytext=(4, 6),
+                        fontsize=8,
+                        color=colour,
+                    )
         ax.margins(x=0.08)  # room for the annotated last value
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(metric)
@@ -213,7 +233,9 @@ def run_summary(run_dir: str | Path) -> dict:
 
         arch = ModelConfig.from_preset(arch).to_dict()
     seq_len = config["data"].get("seq_len") or arch["block_size"]
-    per_step = config["model"].get("global_batch_size") or config["data"]["batch_size"] * (config["trainer"].get("devices") or 1)
+    per_step = config["model"].get("global_batch_size") or config["data"]["batch_size"] * (
+        config["trainer"].get("devices") or 1
+    )
     steps = val[-1][0] + 1  # Lightning logs an optimizer step's metrics at its 0-based index
     return {
         "run": str(run),

@@ -86,15 +86,21 @@ class TokenDataModule(L.LightningDataModule):
         block_size = self.trainer.lightning_module.architecture.block_size
         seq_len = self.seq_len or block_size
         if seq_len > block_size:
-            raise ValueError(f"data.seq_len={seq_len} exceeds the model's block_size={block_size}; lower seq_len or raise block_size")
+            raise ValueError(
+                f"data.seq_len={seq_len} exceeds the model's block_size={block_size}; lower seq_len or raise block_size"
+            )
         return seq_len
 
     def setup(self, stage: str) -> None:
         seq_len = self._sequence_length()
         if stage == "fit" and self.train_dataset is None:
             datasets = [self._dataset(i, "train", seq_len, shuffle=True) for i in range(len(self.sources))]
-            self.train_dataset = datasets[0] if len(datasets) == 1 else WeightedMixture(
-                datasets, seed=self.seed, weights=[source.weight for source in self.sources], iterate_over_all=False
+            self.train_dataset = (
+                datasets[0]
+                if len(datasets) == 1
+                else WeightedMixture(
+                    datasets, seed=self.seed, weights=[source.weight for source in self.sources], iterate_over_all=False
+                )
             )
         if self.val_datasets is None:
             self.val_datasets = [self._dataset(i, "val", seq_len, shuffle=False) for i in range(len(self.sources))]
@@ -136,14 +142,23 @@ class WeightedMixture(CombinedStreamingDataset):
 
     def get_len(self, num_workers: int, batch_size: int) -> int:
         super().get_len(num_workers, batch_size)
-        return int(min(dataset.get_len(num_workers, batch_size) / weight for dataset, weight in zip(self._datasets, self._weights)))
+        return int(
+            min(
+                dataset.get_len(num_workers, batch_size) / weight
+                for dataset, weight in zip(self._datasets, self._weights)
+            )
+        )
 
 
 def resolve_sources(data_dir: str | None, sources: list[DataSource] | None) -> list[DataSource]:
     """The datasets to read, each with a weight and a unique name; one clear error for a bad list."""
     if (data_dir is None) == (not sources):
         raise ValueError("give data.data_dir (one dataset) or data.sources (a weighted list), not both and not neither")
-    sources = [DataSource(data_dir)] if data_dir is not None else [DataSource(**s) if isinstance(s, dict) else s for s in sources]
+    sources = (
+        [DataSource(data_dir)]
+        if data_dir is not None
+        else [DataSource(**s) if isinstance(s, dict) else s for s in sources]
+    )
     named = [DataSource(s.path, s.weight, s.name or Path(s.path.rstrip("/")).name) for s in sources]
     for source in named:
         if not source.weight > 0:

@@ -1,8 +1,8 @@
 """The on-disk format of a prepared dataset, for everything that reads one:
 
-    DIR/metadata.json      vocabulary size, token/document/byte counts per split, the inputs
-    DIR/tokenizer.json     the tokenizer that wrote the ids
-    DIR/{train,val}/       LitData chunks of int32 token ids and their index.json
+DIR/metadata.json      vocabulary size, token/document/byte counts per split, the inputs
+DIR/tokenizer.json     the tokenizer that wrote the ids
+DIR/{train,val}/       LitData chunks of int32 token ids and their index.json
 """
 
 from __future__ import annotations

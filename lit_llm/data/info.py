@@ -43,7 +43,9 @@ def data_info(
         },
     }
     train = open_split(data_dir, view, "train", sample_tokens, storage_options=storage_options) if samples else None
-    info["samples"] = [tokenizer.decode(train[i * len(train) // samples].tolist()) for i in range(samples)] if train else []
+    info["samples"] = (
+        [tokenizer.decode(train[i * len(train) // samples].tolist()) for i in range(samples)] if train else []
+    )
     print_info(info)
     return info
 
@@ -62,11 +64,17 @@ def print_info(info: dict) -> None:
     tok = info["tokenizer"]
     print(f"dataset    {info['path']}")
     print(f"tokenizer  {tok['kind']}: {tok['vocab_size']:,} tokens, end of text = {tok['eot_id']}")
-    print(f"{'split':<10} {'documents':>10} {'tokens':>14} {'text MB':>9} {'tokens/byte':>11} {'shards':>7} {'shard MB':>9}")
+    print(
+        f"{'split':<10} {'documents':>10} {'tokens':>14} {'text MB':>9} {'tokens/byte':>11} {'shards':>7} "
+        f"{'shard MB':>9}"
+    )
     for name, split in info["splits"].items():
         text_mb = f"{split['bytes'] / 1e6:.2f}" if split["bytes"] else "?"
         ratio = f"{split['tokens'] / split['bytes']:.3f}" if split["bytes"] else "?"
-        print(f"{name:<10} {split['documents']:>10,} {split['tokens']:>14,} {text_mb:>9} {ratio:>11} {split['shards']:>7} {split['shard_bytes'] / 1e6:>9.2f}")
+        print(
+            f"{name:<10} {split['documents']:>10,} {split['tokens']:>14,} {text_mb:>9} {ratio:>11} "
+            f"{split['shards']:>7} {split['shard_bytes'] / 1e6:>9.2f}"
+        )
     skipped = info["skipped"]
     print(
         f"skipped    {skipped['binary_files']} binary file(s), {skipped['empty_files']} empty file(s), "

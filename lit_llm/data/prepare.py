@@ -117,7 +117,10 @@ def prepare(
             stats = input_stats(scans)
             parts = [part for scan in scans for part in scan.parts]
             if not parts:
-                raise ValueError(f"no text found in {len(files)} input file(s) (all empty or binary); pass UTF-8 text, JSON Lines or Parquet files")
+                raise ValueError(
+                    f"no text found in {len(files)} input file(s) (all empty or binary); pass UTF-8 text, JSON Lines "
+                    "or Parquet files"
+                )
             jobs = assign_splits(parts, val_fraction, val_size, seed)
             if tok is None:
                 tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
@@ -125,7 +128,11 @@ def prepare(
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)
         description = {
-            "tokenizer": tokenizer if tokenizer in ("byte", "bpe") else str(Path(tokenizer).resolve()) if tokenizer else "byte",
+            "tokenizer": tokenizer
+            if tokenizer in ("byte", "bpe")
+            else str(Path(tokenizer).resolve())
+            if tokenizer
+            else "byte",
             "vocab_size": tok.vocab_size,
             "eot_id": tok.eot_id,
             "dtype": "int32",
@@ -154,7 +161,8 @@ def warn_if_lopsided(splits: dict, val_fraction: float | None) -> None:
         log.warning(
             "validation holds %.1f%% of the tokens (asked for %.0f%% of the documents): the documents differ "
             "greatly in size; draw again with another --seed, choose --val_size, or prepare the large file on its own",
-            100 * share, 100 * val_fraction,
+            100 * share,
+            100 * val_fraction,
         )
 
 
@@ -162,12 +170,14 @@ def warn_if_lopsided(splits: dict, val_fraction: float | None) -> None:
 
 
 def is_excluded(path: Path, exclude: list[str]) -> bool:
-    """Whether the absolute path matches a pattern; fnmatch's ``*`` also crosses ``/``, so ``**/test/**`` drops any test folder."""
+    """Whether the absolute path matches a pattern; fnmatch's ``*`` also crosses ``/``, so ``**/test/**`` drops any "
+    "test folder."""
     return any(fnmatch.fnmatchcase(path.absolute().as_posix(), pattern) for pattern in exclude)
 
 
 def resolve_inputs(inputs: list[str], exclude: list[str] | None = None) -> list[Path]:
-    """Files named directly, found under folders (recursively) or matched by globs, minus ``exclude``; sorted and unique."""
+    """Files named directly, found under folders (recursively) or matched by globs, minus ``exclude``; sorted and "
+    "unique."""
     if not inputs:
         raise ValueError("no --inputs given; pass text files, folders or globs")
     files: list[Path] = []
@@ -202,7 +212,9 @@ def plan_work(files: list[Path], num_workers: int | None, options: ReadOptions) 
 
 def scan_inputs(files: list[Path], options: ReadOptions, part_bytes: int, worker_map_fn) -> list[FileScan]:
     scan = partial(scan_file, options=options, part_bytes=part_bytes)
-    progress = tqdm(worker_map_fn(scan, [str(p) for p in files]), total=len(files), desc="scanning", unit="file", mininterval=1.0)
+    progress = tqdm(
+        worker_map_fn(scan, [str(p) for p in files]), total=len(files), desc="scanning", unit="file", mininterval=1.0
+    )
     return list(progress)
 
 
@@ -217,7 +229,9 @@ def input_stats(scans: list[FileScan]) -> dict:
         if not scan.parts:
             stats["empty_skipped"].append(scan.path)
         if scan.replaced_bytes:
-            log.warning("%s: %d bytes were not valid UTF-8 and were replaced with U+FFFD", scan.path, scan.replaced_bytes)
+            log.warning(
+                "%s: %d bytes were not valid UTF-8 and were replaced with U+FFFD", scan.path, scan.replaced_bytes
+            )
         stats["empty_documents"] += scan.empty_documents
         stats["replaced_bytes"] += scan.replaced_bytes
     return stats
@@ -233,11 +247,15 @@ def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, 
     total = sum(part.n_docs for part in parts)
     if total == 1:
         if val_size is not None:
-            raise ValueError("--val_size counts documents, and the corpus is one document (split by position); use --val_fraction")
+            raise ValueError(
+                "--val_size counts documents, and the corpus is one document (split by position); use --val_fraction"
+            )
         return [Job(parts[0], train_fraction=1.0 - val_fraction)]
     n_val = val_size if val_size is not None else max(1, round(val_fraction * total))
     if not 1 <= n_val < total:
-        raise ValueError(f"--val_size {n_val} must leave at least one of the {total} documents in each split; pick 1 to {total - 1}")
+        raise ValueError(
+            f"--val_size {n_val} must leave at least one of the {total} documents in each split; pick 1 to {total - 1}"
+        )
     val = np.sort(np.random.default_rng(seed).choice(total, n_val, replace=False))
     jobs, first = [], 0
     for part in parts:
@@ -259,7 +277,9 @@ def ready_tokenizer(spec: str | None, vocab_size: int, existing: Path | None) ->
         return byte_tokenizer()
     if spec == "bpe":
         if vocab_size < 257:
-            raise ValueError(f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)")
+            raise ValueError(
+                f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)"
+            )
         return None
     if spec.endswith(".json") or Path(spec).exists():
         return Tokenizer.from_file(spec)
@@ -272,12 +292,20 @@ def appending_tokenizer(spec: str | None, dataset: Path) -> Tokenizer:
     if spec is None:
         return own
     if spec == "bpe" or ready_tokenizer(spec, 257, None).to_json() != own.to_json():
-        raise ValueError(f"--tokenizer {spec} differs from the dataset's own tokenizer.json; drop --tokenizer to append with it")
+        raise ValueError(
+            f"--tokenizer {spec} differs from the dataset's own tokenizer.json; drop --tokenizer to append with it"
+        )
     return own
 
 
-def train_tokenizer(jobs: list[Job], options: ReadOptions, vocab_size: int, sample_bytes: int | None, seed: int) -> Tokenizer:
-    log.info("training a byte-level BPE tokenizer with %d tokens on up to %s bytes of training documents", vocab_size, sample_bytes or "all")
+def train_tokenizer(
+    jobs: list[Job], options: ReadOptions, vocab_size: int, sample_bytes: int | None, seed: int
+) -> Tokenizer:
+    log.info(
+        "training a byte-level BPE tokenizer with %d tokens on up to %s bytes of training documents",
+        vocab_size,
+        sample_bytes or "all",
+    )
     return train_bpe(training_sample(jobs, options, sample_bytes, seed), vocab_size)
 
 
@@ -300,10 +328,15 @@ def training_sample(jobs: list[Job], options: ReadOptions, budget: int | None, s
 def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_map_fn, append: bool) -> dict[str, dict]:
     """Tokenize the jobs in parallel and write each split's shards in job order; returns what each split gained."""
     new_dirs = {split: staging / (f"{split}.new" if append else split) for split in SPLITS}
-    writers = {split: ShardWriter(new_dirs[split], first_chunk=len(read_index(staging / split)["chunks"]) if append else 0) for split in SPLITS}
+    writers = {
+        split: ShardWriter(new_dirs[split], first_chunk=len(read_index(staging / split)["chunks"]) if append else 0)
+        for split in SPLITS
+    }
     written = {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
     tokenize = partial(tokenize_job, tokenizer_path=str(staging / TOKENIZER), options=options)
-    progress = tqdm(total=sum(job.part.n_docs for job in jobs), desc="tokenizing", unit="doc", unit_scale=True, mininterval=1.0)
+    progress = tqdm(
+        total=sum(job.part.n_docs for job in jobs), desc="tokenizing", unit="doc", unit_scale=True, mininterval=1.0
+    )
     started = time.perf_counter()
     for job, tokens in zip(jobs, worker_map_fn(tokenize, jobs)):
         for split, counts in written.items():
@@ -337,11 +370,18 @@ def check_destination(output_dir: str, overwrite: bool, append: bool, storage_op
         raise ValueError("--overwrite and --append contradict each other; pass one of them")
     remote = is_remote(output_dir)
     target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
-    occupied = not storage.is_empty_prefix(target, storage_options) if remote else Path(target).exists() and any(Path(target).iterdir())
+    occupied = (
+        not storage.is_empty_prefix(target, storage_options)
+        if remote
+        else Path(target).exists() and any(Path(target).iterdir())
+    )
     if append and not occupied:
         raise FileNotFoundError(f"--append: {target} holds no dataset to add to; drop --append to create it")
     if occupied and not (overwrite or append):
-        raise FileExistsError(f"output folder {target} already exists and is not empty; choose another --output_dir, pass --overwrite to replace it or --append to add to it")
+        raise FileExistsError(
+            f"output folder {target} already exists and is not empty; choose another --output_dir, pass --overwrite "
+            "to replace it or --append to add to it"
+        )
     return target
 
 
@@ -393,7 +433,10 @@ def refuse_duplicates(previous: dict, files: list[Path]) -> None:
     known = {source.split("[")[0] for split in previous["splits"].values() for source in split["sources"]}
     repeated = [str(p) for p in files if str(p) in known]
     if repeated:
-        raise ValueError(f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to avoid duplicates")
+        raise ValueError(
+            f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to "
+            "avoid duplicates"
+        )
 
 
 def build_metadata(staging: Path, written: dict, stats: dict, inputs: list[str], base: dict) -> dict:
@@ -418,11 +461,10 @@ def print_summary(target: str, metadata: dict, written: dict, stats: dict, elaps
     new_mb = sum(c["bytes"] for c in written.values()) / 1e6
     new_tokens = sum(c["tokens"] for c in written.values())
     print(
-        f"prepared {target}: vocab {metadata['vocab_size']}, train {train['tokens']:,} tokens ({train['documents']} docs), "
+        f"prepared {target}: vocab {metadata['vocab_size']}, train {train['tokens']:,} tokens ({train['documents']} "
+        "docs), "
         f"val {val['tokens']:,} tokens ({val['documents']} docs); skipped {len(stats['binary_skipped'])} binary "
         f"and {len(stats['empty_skipped'])} empty file(s) and {stats['empty_documents']} empty document(s), "
         f"{stats['replaced_bytes']} invalid UTF-8 bytes replaced; {new_mb:.1f} MB in {elapsed:.1f}s "
         f"({new_mb / elapsed:.1f} MB/s, {new_tokens / elapsed:,.0f} tokens/s)"
     )
-
-

@@ -63,7 +63,9 @@ def file_kind(path: str | Path) -> tuple[str, str | None]:
     """(format, compression) from the file name: ``a.jsonl.gz`` -> ("jsonl", "gzip"); anything unknown is text."""
     suffixes = [s.lower() for s in Path(path).suffixes]
     compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
-    inner = suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes and not compression else "")
+    inner = (
+        suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes and not compression else "")
+    )
     if inner in JSONL_SUFFIXES:
         return JSONL, compression
     if inner == ".parquet" and not compression:
@@ -89,7 +91,9 @@ def optional_module(name: str, path: str):
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError:
-        raise ValueError(f"{path}: reading this format needs the {name.split('.')[0]} package; pip install 'lit-llm[data]'") from None
+        raise ValueError(
+            f"{path}: reading this format needs the {name.split('.')[0]} package; pip install 'lit-llm[data]'"
+        ) from None
 
 
 def open_binary(path: str, compression: str | None) -> io.BufferedIOBase:
@@ -115,7 +119,9 @@ def looks_binary(path: str, compression: str | None) -> bool:
 # ---- documents of a file, with the byte offset where each ends (the scan cuts parts there) -------------
 
 
-def text_documents(f: io.BufferedIOBase, separator: str | None, start: int, end: int | None) -> Iterator[tuple[bytes, int]]:
+def text_documents(
+    f: io.BufferedIOBase, separator: str | None, start: int, end: int | None
+) -> Iterator[tuple[bytes, int]]:
     """Raw documents of a text file: the whole file, or the lines between ``separator`` lines."""
     if separator is None:
         yield f.read(), -1
@@ -136,7 +142,9 @@ def text_documents(f: io.BufferedIOBase, separator: str | None, start: int, end:
         yield b"".join(lines), offset
 
 
-def jsonl_documents(f: io.BufferedIOBase, path: str, text_field: str, start: int, end: int | None) -> Iterator[tuple[str, int, int]]:
+def jsonl_documents(
+    f: io.BufferedIOBase, path: str, text_field: str, start: int, end: int | None
+) -> Iterator[tuple[str, int, int]]:
     """(text, replaced bytes, end offset) of each record of a JSON Lines file between ``start`` and ``end``."""
     if start:
         f.seek(start)
@@ -157,10 +165,15 @@ def record_text(line: str, path: str, line_number: int, text_field: str) -> str:
         raise ValueError(f"{path} line {line_number} is not valid JSON ({err}); fix or remove the line") from None
     if not isinstance(record, dict) or text_field not in record:
         keys = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{path} line {line_number} has no field {text_field!r} (found: {keys}); pass --text_field NAME")
+        raise ValueError(
+            f"{path} line {line_number} has no field {text_field!r} (found: {keys}); pass --text_field NAME"
+        )
     value = record[text_field]
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{path} line {line_number}: field {text_field!r} holds {type(value).__name__}, not text; pass --text_field naming a text field")
+        raise ValueError(
+            f"{path} line {line_number}: field {text_field!r} holds {type(value).__name__}, not text; pass "
+            "--text_field naming a text field"
+        )
     return value or ""
 
 
@@ -169,10 +182,19 @@ def parquet_column(path: str, text_field: str, row_group: int) -> list[str | byt
     parquet = parquet_file(path)
     schema = parquet.schema_arrow
     if text_field not in schema.names:
-        raise ValueError(f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text_field NAME")
+        raise ValueError(
+            f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text_field NAME"
+        )
     kind = schema.field(text_field).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
-        raise ValueError(f"{path}: column {text_field!r} holds {kind}, not text; pass --text_field naming a text column")
+    if not (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
+        raise ValueError(
+            f"{path}: column {text_field!r} holds {kind}, not text; pass --text_field naming a text column"
+        )
     return parquet.read_row_group(row_group, columns=[text_field]).column(0).to_pylist()
 
 
@@ -194,7 +216,8 @@ def parquet_text(value: str | bytes | None) -> tuple[str, int]:
 
 
 def scan_file(path: str, options: ReadOptions, part_bytes: int = MAX_PART_BYTES) -> FileScan:
-    """Count a file's non-empty documents, cut it into parts of about ``part_bytes``, and note what was dropped or repaired."""
+    """Count a file's non-empty documents, cut it into parts of about ``part_bytes``, and note what was dropped or "
+    "repaired."""
     fmt, compression = file_kind(path)
     scan = FileScan(path)
     if fmt == PARQUET:
@@ -234,7 +257,9 @@ def scan_parquet(path: str, options: ReadOptions, scan: FileScan) -> FileScan:
     return scan
 
 
-def documents_with_offsets(f, path: str, fmt: str, options: ReadOptions, start: int, end: int | None) -> Iterator[tuple[str, int, int]]:
+def documents_with_offsets(
+    f, path: str, fmt: str, options: ReadOptions, start: int, end: int | None
+) -> Iterator[tuple[str, int, int]]:
     """(text, replaced bytes, end offset) of every document, empty ones included, of a text or JSON Lines file."""
     if fmt == JSONL:
         yield from jsonl_documents(f, path, options.text_field, start, end)

@@ -24,7 +24,9 @@ class ShardWriter:
     """
 
     def __init__(self, split_dir: Path, first_chunk: int = 0) -> None:
-        self.writer = BinaryWriter(str(split_dir), chunk_size=CHUNK_TOKENS, item_loader=TokensLoader(), chunk_index=first_chunk)
+        self.writer = BinaryWriter(
+            str(split_dir), chunk_size=CHUNK_TOKENS, item_loader=TokensLoader(), chunk_index=first_chunk
+        )
         self.pending: list[np.ndarray] = []
         self.pending_tokens = 0
         self.chunks = 0
@@ -50,8 +52,15 @@ class ShardWriter:
             self.writer.merge()
 
 
-def open_split(path: str, view: Path, split: str, block_size: int, shuffle: bool = False, seed: int = 42,
-               storage_options: dict | None = None) -> StreamingDataset:
+def open_split(
+    path: str,
+    view: Path,
+    split: str,
+    block_size: int,
+    shuffle: bool = False,
+    seed: int = 42,
+    storage_options: dict | None = None,
+) -> StreamingDataset:
     """A split of the dataset at ``path`` as sequences of ``block_size`` tokens; a remote split streams
     through a cache in ``view``, the dataset's local folder (see `storage.local_view`)."""
     remote = is_remote(path)
@@ -83,10 +92,15 @@ def append_split(split_dir: Path, new_dir: Path) -> None:
     """Move the chunks written in ``new_dir`` into ``split_dir`` and list them after its own in index.json."""
     old, new = read_index(split_dir), read_index(new_dir)
     if old["config"]["data_format"] != new["config"]["data_format"]:
-        raise ValueError(f"{split_dir} stores {old['config']['data_format']}, the new data {new['config']['data_format']}; prepare a new dataset")
+        raise ValueError(
+            f"{split_dir} stores {old['config']['data_format']}, the new data {new['config']['data_format']}; "
+            "prepare a new dataset"
+        )
     for chunk in new["chunks"]:
         target = split_dir / chunk["filename"]
         if target.exists():
-            raise FileExistsError(f"{target} already exists; the dataset's chunk names are not the ones `lit-llm prepare` writes")
+            raise FileExistsError(
+                f"{target} already exists; the dataset's chunk names are not the ones `lit-llm prepare` writes"
+            )
         os.replace(new_dir / chunk["filename"], target)
     write_json(split_dir / INDEX, {**old, "chunks": old["chunks"] + new["chunks"]})

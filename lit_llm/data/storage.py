@@ -32,14 +32,19 @@ def provider(url: str, storage_options: dict | None):
     try:
         return _get_fs_provider(url, storage_options or {})
     except ValueError:
-        raise ValueError(f"{url}: LitData cannot write or list this kind of storage; use s3://, gs:// or r2:// (or a local folder)") from None
+        raise ValueError(
+            f"{url}: LitData cannot write or list this kind of storage; use s3://, gs:// or r2:// (or a local folder)"
+        ) from None
 
 
 def download(url: str, names: tuple[str, ...], local_dir: Path, storage_options: dict | None) -> None:
     """Copy the named files of a remote dataset into ``local_dir``; a missing metadata.json means no dataset."""
     store = provider(url, storage_options)
     if not store.exists(join(url, METADATA)):
-        raise FileNotFoundError(f"{join(url, METADATA)} not found: {url} is not a prepared dataset; run `lit-llm prepare --output_dir {url}` first")
+        raise FileNotFoundError(
+            f"{join(url, METADATA)} not found: {url} is not a prepared dataset; run `lit-llm prepare --output_dir "
+            f"{url}` first"
+        )
     for name in names:
         target = local_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,11 @@ def stream_plain_http_with_boto3(storage_options: dict | None) -> None:
     ``http://`` endpoint (MinIO, moto, a local gateway) fails there with "BadScheme". For such endpoints,
     take LitData's own fallback to its boto3 client: it avoids obstore in a process that looks forked
     after obstore started, which this marks for this process and its DataLoader workers (forked)."""
-    endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = (
+        (storage_options or {}).get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL", "")
+    )
     if endpoint.startswith("http://"):
         from litdata.streaming import downloader
 

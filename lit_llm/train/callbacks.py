@@ -38,7 +38,9 @@ class Throughput(L.Callback):
         self.accelerator = detect_accelerator(pl_module.device)
         self.run_start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         self.run_tokens += (batch.size(1) - 1) * batch.size(0) * trainer.world_size
         if trainer.global_step == self.last_step:  # still accumulating gradients
             return
@@ -53,7 +55,12 @@ class Throughput(L.Callback):
         pl_module.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
         if self.accelerator is not None:
             flops = pl_module.config.flops_per_token(batch.size(1) - 1) * tokens_per_sec
-            pl_module.log("train/mfu", flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size), on_step=True, on_epoch=False)
+            pl_module.log(
+                "train/mfu",
+                flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size),
+                on_step=True,
+                on_epoch=False,
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = time.perf_counter() - self.run_start
@@ -77,12 +84,16 @@ class TextSampler(L.Callback):
         if pl_module.sample_tokens <= 0 or trainer.sanity_checking:
             return
         tokenizer = pl_module.tokenizer
-        prompt = torch.tensor([tokenizer.encode(pl_module.sample_prompt) or [tokenizer.eot_id]], device=pl_module.device)
+        prompt = torch.tensor(
+            [tokenizer.encode(pl_module.sample_prompt) or [tokenizer.eot_id]], device=pl_module.device
+        )
         generator = torch.Generator(device=pl_module.device).manual_seed(1234)
         was_training = pl_module.model.training
         pl_module.model.eval()
         with eager_mode():  # a compiled model would recompile for every new sequence length
-            new = generate(pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator)
+            new = generate(
+                pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator
+            )
         pl_module.model.train(was_training)
         text = pl_module.sample_prompt + tokenizer.decode(new[0].tolist())
         if trainer.is_global_zero and trainer.logger is not None and hasattr(trainer.logger.experiment, "add_text"):

@@ -154,7 +154,10 @@ class LitLLM(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         self.tokenizer = datamodule.tokenizer
-        if self.initial_tokenizer is not None and self.initial_tokenizer.backend.get_vocab() != self.tokenizer.backend.get_vocab():
+        if (
+            self.initial_tokenizer is not None
+            and self.initial_tokenizer.backend.get_vocab() != self.tokenizer.backend.get_vocab()
+        ):
             raise ValueError(
                 f"the data was prepared with another tokenizer than {self.init_from}'s; prepare it again with "
                 f"--tokenizer {self.init_from}/tokenizer.json (or the checkpoint's tokenizer)"
@@ -256,7 +259,9 @@ class LitLLM(L.LightningModule):
         if total is None or total < 1:
             raise ValueError("trainer.max_steps must be set (e.g. --trainer.max_steps 2000): the LR schedule needs it")
         schedule = LRSchedule(self.learning_rate, self.min_lr, self.warmup_steps, self.lr_schedule, self.decay_fraction)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.at(step, total) / self.learning_rate)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: schedule.at(step, total) / self.learning_rate
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -280,8 +285,10 @@ class LitLLM(L.LightningModule):
         longest_run, skipped = self.nonfinite.read()
         self.log("train/skipped_steps", torch.tensor(float(self.nonfinite.skipped_steps)), on_step=True, on_epoch=False)
         if skipped:
-            rank_zero_info(f"step {self.trainer.global_step}: {skipped} step(s) with a non-finite loss or gradient norm "
-                           f"skipped since the last logging step ({self.nonfinite.skipped_steps} in all)")
+            rank_zero_info(
+                f"step {self.trainer.global_step}: {skipped} step(s) with a non-finite loss or gradient norm "
+                f"skipped since the last logging step ({self.nonfinite.skipped_steps} in all)"
+            )
         if longest_run >= self.max_nonfinite_steps:
             raise NonFiniteLossError(
                 f"{longest_run} consecutive steps had a non-finite loss or gradient; stopping. "
@@ -305,8 +312,12 @@ class LitLLM(L.LightningModule):
         from lit_llm.train.callbacks import TextSampler, Throughput
 
         best = ModelCheckpoint(
-            monitor="val/loss", mode="min", filename="best", save_top_k=1,
-            auto_insert_metric_name=False, enable_version_counter=False,
+            monitor="val/loss",
+            mode="min",
+            filename="best",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
         )
         return [Throughput(), TextSampler(), best]
 
