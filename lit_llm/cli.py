@@ -40,6 +40,23 @@ def gather_list_option(args: list[str], option: str) -> list[str]:
     return args[:start] + [json.dumps(args[start:end])] + args[end:]
 
 
+def gather_experiment(args: list[str]) -> list[str]:
+    """`lit-llm plan`'s experiment, typed as for `fit`: each ``--config YAML`` and each dotted override
+    (``--trainer.max_steps 100``; plan's own options have no dots), gathered in order into one ``--config``
+    list, so later ones win as they do in `fit`."""
+    experiment, rest, i = [], [], 0
+    while i < len(args):
+        name, has_value, value = args[i].partition("=")
+        if name == "--config" or (name.startswith("--") and "." in name):
+            if not has_value and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, has_value, i = args[i + 1], True, i + 1
+            experiment.append(value if name == "--config" else f"{name}={value}" if has_value else name)
+        else:
+            rest.append(args[i])
+        i += 1
+    return rest + ["--config", json.dumps(experiment)] if experiment else rest
+
+
 def run_function(function, prog: str, args: list[str]) -> None:
     """Expose a typed, documented function as a command: its arguments become options, its docstring the help.
 
@@ -113,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
             run(None if from_shell else argv)
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):
+            args = gather_experiment(args) if command == "plan" else args
             run_function(function_command(command), f"lit-llm {command}", args)
         elif command == "data" and args[:1] == ["info"]:
             from lit_llm.data.info import data_info

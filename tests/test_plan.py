@@ -391,6 +391,86 @@ def test_shipped_experiments_plan(experiment, capsys):
     assert "Recommendation" in capsys.readouterr().out
 
 
+def lit_llm(*args: str) -> subprocess.CompletedProcess:
+    """`lit-llm ...` as a user types it, run from the repository root with this checkout's package."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(["lit-llm", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_stacked_configs_are_planned_as_the_one_run_fit_would_start():
+    """fit's --config stack: the trainer snippet's devices, precision and strategy replace the experiment's."""
+    alone = plan(config=["experiments/tinystories.yaml"])
+    stacked = plan(config=["experiments/tinystories.yaml", "experiments/trainer/fsdp2.yaml"])
+    assert (alone["precision"], alone["planned_setup"]) == ("32-true", "single")
+    assert (stacked["precision"], stacked["planned_setup"], stacked["num_gpus"]) == ("bf16-mixed", "fsdp", 1)
+    assert stacked["name"] == "tinystories + fsdp2" and stacked["tokens"] == alone["tokens"] == 600 * 8 * 256
+
+
+def test_later_configs_and_overrides_win_in_command_line_order(tmp_path):
+    data = {"data_dir": prepared_data(tmp_path, 300), "batch_size": 4}
+    first = write_experiment(tmp_path, {"max_steps": 10, "devices": 2}, {"architecture": TINY}, data)
+    second = tmp_path / "longer.yaml"
+    second.write_text("trainer:\n  max_steps: 30\nmodel:\n  activation_checkpointing: true\n")
+    assert plan(config=[first, "--trainer.max_steps=20", str(second)])["tokens"] == 30 * 4 * 2 * 64
+    result = plan(config=[first, str(second), "--trainer.max_steps=20", "--data.batch_size=2"])
+    assert result["tokens"] == 20 * 2 * 2 * 64
+    assert (result["num_gpus"], result["planned_setup"]) == (2, "ddp+ckpt")  # "auto" on 2 devices is DDP
+
+
+def test_plan_command_stacks_configs_with_dotted_overrides():
+    result = lit_llm(
+        "plan",
+        "--config",
+        "experiments/tinystories.yaml",
+        "--config=experiments/trainer/ddp.yaml",
+        "--trainer.max_steps",
+        "1000",
+        "--num_gpus",
+        "8",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    assert planned["tokens"] == 1000 * 8 * 8 * 256  # steps × micro-batch × GPUs × seq_len
+    assert (planned["precision"], planned["planned_setup"], planned["num_gpus"]) == ("bf16-mixed", "ddp", 8)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("trainer:\n  max_steps: [10\n", "bad.yaml is not valid YAML at line 3, column 1: expected ',' or ']'"),
+        ("- trainer\n- model\n", "bad.yaml holds a list, not the trainer/model/data sections"),
+        ("trainer:\n  max_stepz: 10\n", "bad.yaml: Group 'trainer' does not accept option 'max_stepz'"),
+        ("trainer:\n  max_steps: many\n", 'bad.yaml: Parser key "trainer.max_steps": Expected a .*int.* many'),
+        ("model:\n  architecture: {n_layers: 3}\n", "bad.yaml: .*Option 'n_layers' is not accepted"),
+    ],
+)
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        plan(config=[str(path)])
+    assert "\n" not in str(err.value)
+
+
+def test_plan_command_reports_a_bad_yaml_in_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("trainer:\n  max_stepz: 10\n")
+    result = lit_llm("plan", "--config", "experiments/tinystories.yaml", "--config", str(path))
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"lit-llm plan: error: experiments/tinystories.yaml + {path}: "
+        "Group 'trainer' does not accept option 'max_stepz'"
+    ]
+
+
+def test_planning_a_preset_imports_no_lightning():
+    code = "from lit_llm.cli import main; main(['plan', '--preset', 'micro', '--json']); import sys; "
+    code += "print('lightning' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
 # ---------------------------------------------------------------- interface and errors
 
 

@@ -46,6 +46,8 @@ class RunSpec:
     max_steps: int | None = None
     sequences_per_step: int | None = None  # global batch, when the YAML fixes it independently of the GPU count
     sequences_per_gpu_step: int | None = None  # micro-batch × accumulation, scaled by the GPU count
+    strategy: str | None = None  # trainer.strategy's name, lower case (None: a preset, no strategy chosen)
+    activation_checkpointing: bool = False
     note: str | None = None
 
 
@@ -61,19 +63,11 @@ def resolve_vocab(config: ModelConfig, data_dir: str | None) -> tuple[ModelConfi
     return resolved, f"{where}: assumed a byte vocabulary ({BYTE_VOCAB_SIZE} tokens, padded to {resolved.vocab_size})"
 
 
-def model_config_from(architecture, source: str) -> ModelConfig:
+def model_config_from(architecture) -> ModelConfig:
+    """model.architecture as fit's parser leaves it: a preset name or the fields of a ModelConfig."""
     if isinstance(architecture, str):
         return ModelConfig.from_preset(architecture)
-    if isinstance(architecture, dict):
-        unknown = set(architecture) - set(ModelConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"{source}: unknown model.architecture field(s) {sorted(unknown)}; use ModelConfig's fields"
-            )
-        return ModelConfig(**architecture)
-    raise ValueError(
-        f"{source}: model.architecture must be a preset name or a mapping of ModelConfig fields, got {architecture!r}"
-    )
+    return ModelConfig(**architecture)
 
 
 def count_devices(devices, source: str) -> int | None:
@@ -87,32 +81,82 @@ def count_devices(devices, source: str) -> int | None:
     raise ValueError(f"{source}: cannot read trainer.devices={devices!r}; use a number of devices")
 
 
-def read_experiment(path: str) -> RunSpec:
-    """A LightningCLI experiment YAML (trainer/model/data sections), read without importing Lightning."""
+def strategy_name(strategy) -> str:
+    """trainer.strategy as fit's parser leaves it (a registered name or a class_path mapping), lower case."""
+    name = strategy.get("class_path", "") if isinstance(strategy, dict) else str(strategy or "auto")
+    return name.rsplit(".", 1)[-1].lower()
+
+
+def planned_setup(spec: RunSpec, num_gpus: int) -> str | None:
+    """The memory table's row the YAML's trainer.strategy runs as (None: a preset, or a strategy it does not model)."""
+    name = spec.strategy
+    if name is None:
+        return None
+    if "fsdp" in name or "modelparallel" in name.replace("_", ""):
+        setup = "fsdp"
+    elif name.startswith("ddp"):
+        setup = "ddp"
+    elif name in ("auto", "single_device", "singledevicestrategy"):
+        setup = "single" if num_gpus == 1 else "ddp"  # what Lightning's "auto" picks for these devices
+    else:
+        return None
+    return f"{setup}+ckpt" if spec.activation_checkpointing else setup
+
+
+def check_yaml(path: str) -> str:
+    """A missing or malformed YAML, named in one line before fit's (slow to import) parser starts."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(
             f"experiment config {path} not found; pass an existing YAML, "
             "e.g. --config experiments/shakespeare-char-cpu.yaml"
         )
-    raw = yaml.safe_load(file.read_text()) or {}
-    trainer, model, data = (raw.get(section) or {} for section in ("trainer", "model", "data"))
-    data_dir = data.get("data_dir") or next((source["path"] for source in data.get("sources") or []), None)
-    config, note = resolve_vocab(model_config_from(model.get("architecture"), path), data_dir)
-    devices = count_devices(trainer.get("devices", "auto"), path)
-    micro_batch_size = data.get("batch_size")
-    max_steps = trainer.get("max_steps")
-    accumulate = trainer.get("accumulate_grad_batches") or 1
+    try:
+        content = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
+    if content is not None and not isinstance(content, dict):
+        raise ValueError(
+            f"{path} holds a {type(content).__name__}, not the trainer/model/data sections "
+            "that `lit-llm fit --config` reads"
+        )
+    return str(file)
+
+
+def read_experiment(config: str | list[str]) -> RunSpec:
+    """The run `lit-llm fit` would start with these arguments, read by fit's own parser: YAML paths, merged in
+    order (later ones win), and dotted overrides (items starting with ``--``, e.g. ``--trainer.max_steps=100``)."""
+    items = [config] if isinstance(config, str) else list(config)
+    args = [arg for item in items for arg in ((item,) if item.startswith("--") else ("--config", check_yaml(item)))]
+    paths = [item for item in items if not item.startswith("--")]
+    source = " + ".join(paths) or "the experiment"
+    from lit_llm.train.cli import parse_experiment  # imports Lightning: only when an experiment is planned
+
+    try:
+        parsed = parse_experiment(args)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    trainer, model, data = parsed["trainer"], parsed["model"], parsed["data"]
+    data_dir = data["data_dir"] or next((entry["path"] for entry in data["sources"] or []), None)
+    config, note = resolve_vocab(model_config_from(model["architecture"]), data_dir)
+    devices = count_devices(trainer["devices"], source)
+    micro_batch_size = data["batch_size"]
+    max_steps = trainer["max_steps"]
     return RunSpec(
-        name=file.stem,
+        name=" + ".join(Path(path).stem for path in paths) or "experiment",
         config=config,
-        seq_len=data.get("seq_len") or config.block_size,
-        precision=resolve_precision(trainer.get("precision", "32-true")),
+        seq_len=data["seq_len"] or config.block_size,
+        precision=resolve_precision(trainer["precision"] or "32-true"),  # Lightning's default when none is set
         micro_batch_size=micro_batch_size,
-        num_gpus=devices * (trainer.get("num_nodes") or 1) if devices else None,
+        num_gpus=devices * trainer["num_nodes"] if devices else None,
         max_steps=max_steps if max_steps and max_steps > 0 else None,  # Lightning's -1 means "no step limit"
-        sequences_per_step=model.get("global_batch_size"),
-        sequences_per_gpu_step=micro_batch_size * accumulate if micro_batch_size else None,
+        sequences_per_step=model["global_batch_size"],
+        sequences_per_gpu_step=micro_batch_size * trainer["accumulate_grad_batches"] if micro_batch_size else None,
+        strategy=strategy_name(trainer["strategy"]),
+        activation_checkpointing=model["activation_checkpointing"],
         note=note,
     )
 
@@ -160,10 +204,12 @@ def parse_mfu(mfu: str) -> float | None:
 
 
 def format_report(r: dict) -> str:
-    memory = r["memory"]
+    memory, planned = r["memory"], r["planned_setup"]
     defaulted = " (default: compute-optimal)" if r["tokens_defaulted"] else ""
+    as_planned = f", as {planned}" if planned else ""
     lines = [
-        f"lit-llm plan: {r['name']} on {r['num_gpus']} × {r['gpu']} ({r['precision']}, seq_len {r['seq_len']:,})",
+        f"lit-llm plan: {r['name']} on {r['num_gpus']} × {r['gpu']} "
+        f"({r['precision']}, seq_len {r['seq_len']:,}{as_planned})",
         *([f"  note: {r['note']}"] if r["note"] else []),
         "",
         "Model and compute",
@@ -193,7 +239,7 @@ def format_report(r: dict) -> str:
         lines.append(
             f"  {name:<12}{s['weights_gb']:>9.2f}{s['grads_gb']:>8.2f}{s['optimizer_gb']:>8.2f}"
             f"{s['activations_gb']:>9.2f}{s['memory_per_gpu_gb']:>9.2f}  {'yes' if s['fits'] else 'no':<4}  "
-            f"{s['max_micro_batch_size']}"
+            f"{s['max_micro_batch_size']}" + ("  <- planned" if name == planned else "")
         )
     lines += ["", recommendation_line(memory["recommendation"], r)]
     return "\n".join(lines)
@@ -243,7 +289,7 @@ def validate(
 
 
 def plan(
-    config: str | None = None,
+    config: list[str] | str | None = None,
     preset: str | None = None,
     tokens: float | None = None,
     gpu: str = "h100-sxm",
@@ -262,8 +308,10 @@ def plan(
     and without activation checkpointing, with a recommended strategy and micro-batch that fit.
 
     Args:
-        config: Experiment YAML to plan (trainer/model/data sections, as passed to `lit-llm fit --config`).
-            Its max_steps, batch sizes, devices, precision and seq_len set the plan. Give this or --preset.
+        config: Experiment YAML to plan, read by `lit-llm fit`'s own parser: repeat --config to stack YAMLs
+            (later ones win, e.g. --config experiments/X.yaml --config experiments/trainer/fsdp2.yaml) and add
+            fit's dotted overrides (--trainer.max_steps 100). Its max_steps, batch sizes, devices, precision
+            and seq_len set the plan. Give this or --preset.
         preset: Model preset to plan instead of a YAML: one of the names in lit_llm.config.PRESETS.
         tokens: Training tokens, e.g. 10e9. Overrides the YAML's max_steps × global batch × seq_len.
             Default: compute-optimal, 20 tokens per parameter.
@@ -310,6 +358,7 @@ def plan(
         "mfu_source": "given" if given_mfu else "measured",
         "price_per_gpu_hour": price_per_gpu_hour,
         "tokens_defaulted": planned is None,
+        "planned_setup": planned_setup(spec, num_gpus),
         **estimate,
         **time_and_cost(
             estimate["flops_per_token"], estimate["tokens"], accelerator, num_gpus, mfu_value, price_per_gpu_hour

@@ -77,3 +77,45 @@ def run(args: list[str] | None) -> None:
         },
         parser_kwargs={"prog": "lit-llm"},
     )
+
+
+class ExperimentParser(LitLLMCLI):
+    """`fit`'s parser, run for its parsed config only: nothing is instantiated, nothing trains."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_experiment(args: list[str]) -> dict:
+    """An experiment as `lit-llm fit` reads it: ``--config`` YAMLs (later ones win) and dotted overrides such as
+    ``--trainer.max_steps=100``, merged and checked by fit's own parser. Returns the trainer, model and data
+    sections as plain values; raises ValueError with the parser's message for a bad key or value."""
+    from argparse import ArgumentError
+
+    from lit_llm.data.datamodule import TokenDataModule
+    from lit_llm.train.module import LitLLM
+
+    with warnings.catch_warnings():  # plan passes `args` while its own sys.argv holds more
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+        try:
+            parsed = ExperimentParser(
+                LitLLM,
+                TokenDataModule,
+                args=[*args, "--seed_everything=false"],  # parsing must not seed the caller's random state
+                run=False,
+                load_from_checkpoint_support=False,
+                parser_kwargs={"prog": "lit-llm plan", "exit_on_error": False},
+            )
+        except ArgumentError as err:
+            raise ValueError(one_line(str(err))) from None
+    return parsed.config.as_dict()
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's message, which puts each type it tried on a line of its own, as one line."""
+    skipped = ("Subtypes:", "Errors:", "Given value type:")
+    lines = (line.strip().lstrip("- ") for line in message.splitlines())
+    return " ".join(line for line in lines if line and not line.startswith(skipped))
