@@ -9,6 +9,7 @@ source separately so the module can log ``val/<name>/loss`` next to the overall 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -37,6 +38,12 @@ class DataSource:
 
 
 class TokenDataModule(L.LightningDataModule):
+    """The hand-over with the model (``LitLLM.connect`` is the other side): the data module publishes
+    ``tokenizer``, ``vocab_size``, ``val_source_names`` and ``batch_size``, and is told the model's context
+    with ``connect(block_size)``. Lightning sets up the data module before the model, so the datasets are
+    built on first use (by the loaders), after the hand-over.
+    """
+
     def __init__(
         self,
         data_dir: str | None = None,
@@ -71,42 +78,42 @@ class TokenDataModule(L.LightningDataModule):
         self.source_metadata = [read_metadata(view) for view in self.views]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
-        self.train_dataset: StreamingDataset | CombinedStreamingDataset | None = None
-        self.val_datasets: list[StreamingDataset] | None = None
+        self.block_size: int | None = None  # the model's context, from `connect`
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    def _sequence_length(self) -> int:
-        if self.trainer is None:
-            if self.seq_len is None:
-                raise ValueError("data.seq_len is needed when the data module is used without a trainer")
-            return self.seq_len
-        block_size = self.trainer.lightning_module.architecture.block_size
-        seq_len = self.seq_len or block_size
-        if seq_len > block_size:
+    def connect(self, block_size: int) -> None:
+        """Told the model's context before any loader is built: data.seq_len defaults to it and may not exceed it."""
+        if self.seq_len is not None and self.seq_len > block_size:
             raise ValueError(
-                f"data.seq_len={seq_len} exceeds the model's block_size={block_size}; lower seq_len or raise block_size"
+                f"data.seq_len={self.seq_len} exceeds the model's block_size={block_size}; "
+                "lower seq_len or raise block_size"
             )
-        return seq_len
+        self.block_size = block_size
 
-    def setup(self, stage: str) -> None:
-        seq_len = self._sequence_length()
-        if stage == "fit" and self.train_dataset is None:
-            datasets = [self._dataset(i, "train", seq_len, shuffle=True) for i in range(len(self.sources))]
-            self.train_dataset = (
-                datasets[0]
-                if len(datasets) == 1
-                else WeightedMixture(
-                    datasets, seed=self.seed, weights=[source.weight for source in self.sources], iterate_over_all=False
-                )
-            )
-        if self.val_datasets is None:
-            self.val_datasets = [self._dataset(i, "val", seq_len, shuffle=False) for i in range(len(self.sources))]
+    @property
+    def sequence_length(self) -> int:
+        """Tokens per training sequence: data.seq_len, else the connected model's block_size."""
+        if self.seq_len is None and self.block_size is None:
+            raise ValueError("data.seq_len is needed when the data module is used without a model (or connect it)")
+        return self.seq_len or self.block_size
 
-    def _dataset(self, index: int, split: str, seq_len: int, shuffle: bool) -> StreamingDataset:
-        path = self.sources[index].path
+    @cached_property
+    def train_dataset(self) -> StreamingDataset | CombinedStreamingDataset:
+        datasets = [self._dataset(i, "train", shuffle=True) for i in range(len(self.sources))]
+        if len(datasets) == 1:
+            return datasets[0]
+        weights = [source.weight for source in self.sources]
+        return WeightedMixture(datasets, seed=self.seed, weights=weights, iterate_over_all=False)
+
+    @cached_property
+    def val_datasets(self) -> list[StreamingDataset]:
+        return [self._dataset(i, "val", shuffle=False) for i in range(len(self.sources))]
+
+    def _dataset(self, index: int, split: str, shuffle: bool) -> StreamingDataset:
+        path, seq_len = self.sources[index].path, self.sequence_length
         tokens = self.source_metadata[index]["splits"][split]["tokens"]
         if tokens < seq_len + 1:
             raise ValueError(

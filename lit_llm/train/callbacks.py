@@ -24,7 +24,8 @@ class Throughput(L.Callback):
     """Logs ``train/tokens_per_sec`` (all devices together) and ``train/mfu`` where the chip's peak is known.
 
     The rate is measured over the last ``log_every_n_steps`` optimizer steps, wall clock between step
-    ends, so it is what the run really achieved, data loading and hooks included.
+    ends, so it is what the run really achieved, data loading and hooks included. Reads from the module
+    what LitLLM documents for callbacks: ``config``, ``device`` and ``logs_this_step``.
     """
 
     def __init__(self) -> None:
@@ -32,6 +33,7 @@ class Throughput(L.Callback):
         self.last_step = -1
         self.run_start = 0.0
         self.run_tokens = 0
+        self.seq_len: int | None = None  # of the batches trained on
         self.accelerator = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -41,20 +43,21 @@ class Throughput(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.run_tokens += (batch.size(1) - 1) * batch.size(0) * trainer.world_size
+        self.seq_len = batch.size(1) - 1  # a batch holds seq_len + 1 tokens per sequence: inputs and targets
+        self.run_tokens += self.seq_len * batch.size(0) * trainer.world_size
         if trainer.global_step == self.last_step:  # still accumulating gradients
             return
         self.last_step = trainer.global_step
         self.step_ends.append((time.perf_counter(), self.run_tokens))
         if len(self.step_ends) > trainer.log_every_n_steps + 1:
             self.step_ends.popleft()
-        if len(self.step_ends) < 2 or not getattr(pl_module, "logs_this_step", True):  # the first step includes
-            return  # start-up and compilation: never timed; other steps log only when the logger writes
+        if len(self.step_ends) < 2 or not pl_module.logs_this_step:  # the first step includes start-up and
+            return  # compilation: never timed; other steps log only when the logger writes
         (t0, tokens0), (t1, tokens1) = self.step_ends[0], self.step_ends[-1]
         tokens_per_sec = (tokens1 - tokens0) / (t1 - t0)
         pl_module.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
         if self.accelerator is not None:
-            flops = pl_module.config.flops_per_token(batch.size(1) - 1) * tokens_per_sec
+            flops = pl_module.config.flops_per_token(self.seq_len) * tokens_per_sec
             pl_module.log(
                 "train/mfu",
                 flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size),
@@ -64,7 +67,7 @@ class Throughput(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = time.perf_counter() - self.run_start
-        seq_len = trainer.datamodule.seq_len or pl_module.config.block_size
+        seq_len = self.seq_len or pl_module.config.block_size  # block_size: no batch was trained
         rank_zero_info(
             run_cost_summary(pl_module.config, self.run_tokens, seconds, trainer.world_size, seq_len, self.accelerator)
         )
@@ -78,24 +81,29 @@ def eager_mode():
 
 
 class TextSampler(L.Callback):
-    """Continues a fixed prompt at every validation and logs the text to TensorBoard."""
+    """Continues a fixed prompt at every validation and logs the text to TensorBoard.
+
+    Reads from the module what LitLLM documents for callbacks: ``model``, ``tokenizer`` and ``device``.
+    """
+
+    def __init__(self, prompt: str, max_new_tokens: int) -> None:
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.sample_tokens <= 0 or trainer.sanity_checking:
+        if self.max_new_tokens <= 0 or trainer.sanity_checking:
             return
         tokenizer = pl_module.tokenizer
-        prompt = torch.tensor(
-            [tokenizer.encode(pl_module.sample_prompt) or [tokenizer.eot_id]], device=pl_module.device
-        )
+        prompt = torch.tensor([tokenizer.encode(self.prompt) or [tokenizer.eot_id]], device=pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(1234)
         was_training = pl_module.model.training
         pl_module.model.eval()
         with eager_mode():  # a compiled model would recompile for every new sequence length
             new = generate(
-                pl_module.model, prompt, pl_module.sample_tokens, temperature=0.8, top_k=200, generator=generator
+                pl_module.model, prompt, self.max_new_tokens, temperature=0.8, top_k=200, generator=generator
             )
         pl_module.model.train(was_training)
-        text = pl_module.sample_prompt + tokenizer.decode(new[0].tolist())
+        text = self.prompt + tokenizer.decode(new[0].tolist())
         if trainer.is_global_zero and trainer.logger is not None and hasattr(trainer.logger.experiment, "add_text"):
             # Markdown needs indented lines to keep line breaks.
             trainer.logger.experiment.add_text("samples", "    " + text.replace("\n", "\n    "), trainer.global_step)

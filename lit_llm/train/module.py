@@ -67,7 +67,38 @@ class NonFiniteGuard:
         return self.skipped_steps + (int(self.counts[2]) if self.counts is not None else 0)
 
 
+def derive_step_counts(trainer: L.Trainer, global_batch_size: int | None, micro_batch: int) -> None:
+    """The Trainer's batch counts from what the YAML means, set once when fit starts.
+
+    ``model.global_batch_size`` is sequences per optimizer step whatever the device count, so the gradient
+    accumulation is derived from it, the micro batch and the devices. An int ``trainer.val_check_interval``
+    counts optimizer steps in the YAML while Lightning counts batches, so it is scaled by the accumulation.
+    """
+    if global_batch_size is not None:
+        per_step = micro_batch * trainer.world_size
+        if global_batch_size % per_step:
+            raise ValueError(
+                f"model.global_batch_size={global_batch_size} is not a multiple of data.batch_size × devices "
+                f"= {micro_batch} × {trainer.world_size}; change one of them"
+            )
+        trainer.accumulate_grad_batches = global_batch_size // per_step
+        rank_zero_info(
+            f"global batch {global_batch_size} sequences = micro batch {micro_batch} × {trainer.world_size} "
+            f"device(s) × {trainer.accumulate_grad_batches} accumulation step(s)"
+        )
+    if isinstance(trainer.val_check_interval, int):
+        trainer.val_check_interval *= trainer.accumulate_grad_batches
+
+
 class LitLLM(L.LightningModule):
+    """Trains a GPT with the next-token objective.
+
+    Meets the data module in ``connect`` (called from ``setup``). What callbacks may read, once set up:
+    ``model`` (the GPT), ``config`` (its ModelConfig, vocabulary resolved), ``tokenizer``, and
+    ``logs_this_step`` (True on the optimizer steps whose metrics the logger writes; set when each batch
+    starts, so callbacks log only then and cost no host time on the other steps).
+    """
+
     def __init__(
         self,
         architecture: str | ModelConfig = "micro",
@@ -144,6 +175,7 @@ class LitLLM(L.LightningModule):
         self.tokenizer: Tokenizer | None = None
         self.model: GPT | None = None
         self.val_loss = MeanMetric()
+        self.val_source_names: list[str] = []
         self.source_val_losses = torch.nn.ModuleList()
         self.next_token_loss = next_token_loss  # compiled with the model in configure_model
         self.logs_this_step = True  # set per batch in on_train_batch_start
@@ -152,48 +184,39 @@ class LitLLM(L.LightningModule):
 
     # ---- set-up -------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        self.tokenizer = datamodule.tokenizer
+        data = self.trainer.datamodule
+        if data is None:
+            raise ValueError(
+                "LitLLM learns its vocabulary and tokenizer from a data module: "
+                "trainer.fit(module, datamodule=lit_llm.TokenDataModule(...))"
+            )
+        self.connect(data)
+        if stage == "fit":
+            derive_step_counts(self.trainer, self.global_batch_size, data.batch_size)
+
+    def connect(self, data: L.LightningDataModule) -> None:
+        """The hand-over with the data module (see TokenDataModule): tell it the model's context, and take
+        its tokenizer, vocabulary and validation sources (one ``val/<name>/loss`` each when it mixes several)."""
+        data.connect(block_size=self.architecture.block_size)
+        tokenizer = data.tokenizer
         if (
             self.initial_tokenizer is not None
-            and self.initial_tokenizer.backend.get_vocab() != self.tokenizer.backend.get_vocab()
+            and self.initial_tokenizer.backend.get_vocab() != tokenizer.backend.get_vocab()
         ):
             raise ValueError(
                 f"the data was prepared with another tokenizer than {self.init_from}'s; prepare it again with "
                 f"--tokenizer {self.init_from}/tokenizer.json (or the checkpoint's tokenizer)"
             )
-        self.config = self.architecture.with_vocab(datamodule.vocab_size)
-        # one loss per validation source when the data module mixes several (val/<name>/loss)
-        names = getattr(datamodule, "val_source_names", [])
-        self.source_val_losses = torch.nn.ModuleList(MeanMetric() for _ in names).to(self.device)
-        if stage == "fit":
-            self._derive_accumulation(datamodule.batch_size)
-            if isinstance(self.trainer.val_check_interval, int):  # the YAML counts optimizer steps, Lightning batches
-                self.trainer.val_check_interval *= self.trainer.accumulate_grad_batches
-
-    def _derive_accumulation(self, micro_batch: int) -> None:
-        """Keep the global batch the YAML asks for, whatever the device count."""
-        if self.global_batch_size is None:
-            return
-        per_step = micro_batch * self.trainer.world_size
-        if self.global_batch_size % per_step:
-            raise ValueError(
-                f"model.global_batch_size={self.global_batch_size} is not a multiple of data.batch_size × devices "
-                f"= {micro_batch} × {self.trainer.world_size}; change one of them"
-            )
-        accumulation = self.global_batch_size // per_step
-        trainer = self.trainer
-        trainer.accumulate_grad_batches = accumulation
-        rank_zero_info(
-            f"global batch {self.global_batch_size} sequences = micro batch {micro_batch} × {trainer.world_size} "
-            f"device(s) × {accumulation} accumulation step(s)"
-        )
+        self.tokenizer = tokenizer
+        self.config = self.architecture.with_vocab(data.vocab_size)
+        self.val_source_names = list(data.val_source_names)
+        self.source_val_losses = torch.nn.ModuleList(MeanMetric() for _ in self.val_source_names).to(self.device)
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         if self.config is None:
-            raise RuntimeError("LitLLM needs a datamodule (lit_llm.data.TokenDataModule) to learn its vocabulary")
+            raise RuntimeError("LitLLM needs a data module (lit_llm.TokenDataModule) to learn its vocabulary")
         # A sharded model is built on the meta device and materialised shard by shard: no rank ever holds
         # the whole model.
         sharded = is_sharded(self.trainer.strategy)
@@ -241,7 +264,7 @@ class LitLLM(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, add_dataloader_idx=False)
         self.log("val/ppl", torch.exp(loss), add_dataloader_idx=False)
         if len(self.source_val_losses) > 1:
-            for name, metric in zip(self.trainer.datamodule.val_source_names, self.source_val_losses):
+            for name, metric in zip(self.val_source_names, self.source_val_losses):
                 self.log(f"val/{name}/loss", metric.compute(), add_dataloader_idx=False)
                 metric.reset()
 
@@ -319,7 +342,7 @@ class LitLLM(L.LightningModule):
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
-        return [Throughput(), TextSampler(), best]
+        return [Throughput(), TextSampler(self.sample_prompt, self.sample_tokens), best]
 
     # ---- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
