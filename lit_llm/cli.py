@@ -19,6 +19,7 @@ commands:
   evaluate   loss, perplexity and bits per byte on text files or prepared datasets
   export     write a checkpoint as a Hugging Face transformers model folder
   plan       estimate compute, time, memory and cost of a run before starting it
+  ladder     train a ladder of (size, compute budget) runs and fit scaling laws to them
   consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
   plot       loss curves (PNG) from run folders' TensorBoard events (pip install "lit-llm[plot]")
 """
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             run(None if from_shell else argv)
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):
             run_function(function_command(command), f"lit-llm {command}", args)
+        elif command == "ladder":
+            from lit_llm.commands.ladder import ladder
+
+            ladder(args)
         elif command == "data" and args[:1] == ["info"]:
             from lit_llm.data.info import data_info
 
