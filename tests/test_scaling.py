@@ -38,11 +38,11 @@ def test_parametric_fit_recovers_the_law_and_covers_the_truth():
     assert law.alpha == pytest.approx(TRUE["alpha"], abs=0.03)
     assert law.beta == pytest.approx(TRUE["beta"], abs=0.03)
     assert law.E == pytest.approx(TRUE["E"], abs=0.25)
-    # A prediction well outside the runs (10x the largest size, 10x the tokens) stays within 1%, and the
-    # prediction interval holds the true loss.
+    # A prediction well outside the runs (10x the largest size, 10x the tokens) stays within 2% (the bar of a
+    # held-out run), and the prediction interval holds the true loss.
     far = (1e9, 1e11)
     truth = float(law_loss(TRUE_PARAMS, *far))
-    assert float(law.predict(*far)) == pytest.approx(truth, rel=0.01)
+    assert float(law.predict(*far)) == pytest.approx(truth, rel=0.02)
     low, high = law.predict_interval(*far)
     assert low < truth < high
     assert set(law.intervals) == set(TRUE) and all(lo <= hi for lo, hi in law.intervals.values())

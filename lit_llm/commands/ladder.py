@@ -105,6 +105,8 @@ def read_ladder(path: str, overrides: dict) -> dict:
         node = raw
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--{dotted}: {key} is not a section of the ladder YAML")
         node[leaf] = value
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
@@ -346,9 +348,9 @@ def parse_args(args: list[str]) -> tuple[argparse.Namespace, dict]:
     while rest:
         key = rest.pop(0)
         if not key.startswith("--") or "=" not in key and not rest:
-            parser.error(f"unrecognized argument {key!r}: overrides are --KEY.SUBKEY VALUE")
+            raise ValueError(f"unrecognized argument {key!r}: overrides are --KEY.SUBKEY VALUE")
         key, value = key[2:].split("=", 1) if "=" in key else (key[2:], rest.pop(0))
         if key.split(".")[0] not in KEYS:
-            parser.error(f"unknown option --{key}; ladder YAML keys are: {', '.join(KEYS)}")
+            raise ValueError(f"unknown option --{key}; ladder YAML keys are: {', '.join(KEYS)}")
         overrides[key] = yaml.safe_load(value)
     return options, overrides
