@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +117,13 @@ def test_print_commands_gives_one_fit_line_per_run(tmp_path, byte_dataset):
     )
 
 
+def test_shipped_ladder_reads():
+    for path in sorted((REPO / "experiments").glob("ladder-*.yaml")):
+        spec = read_ladder(str(path), {})
+        assert spec["budgets"] == sorted(spec["budgets"]) and spec["family"].name in ("llama", "gpt2")
+        assert Path(spec["data"]["data_dir"]).name == "python-stdlib"
+
+
 def ladder_error(capsys, config: Path, *args: str) -> str:
     with pytest.raises(SystemExit) as exit_info:
         main(["ladder", "--config", str(config), *args])
@@ -213,3 +221,14 @@ def test_report_and_plan_use_the_ladder_fit(tmp_path, byte_dataset, capsys):
     assert planned["compute_optimal"] is None
     expected = float(law_loss(LAW, planned["params"], 1000 * 4 * 32))
     assert planned["predicted_val_loss"] == pytest.approx(expected, rel=0.02)
+
+
+def test_ladder_help_and_the_fits_import_no_lightning():
+    code = (
+        "import lit_llm.scaling, lit_llm.family, lit_llm.commands.ladder_report\n"
+        "from lit_llm.cli import main\ntry:\n    main(['ladder', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import sys; print(' '.join(sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
+    assert "--print_commands" in result.stdout and "--fit_only" in result.stdout
+    assert "lightning" not in result.stdout.split()
