@@ -50,7 +50,7 @@ class ModelFamily:
         fields = {**FAMILIES[self.name], **self.shared}
         return ModelConfig(
             **fields,
-            n_layer=max(1, round(n_embd / self.aspect_ratio)),
+            n_layer=max(1, int(n_embd / self.aspect_ratio + 0.5)),  # halves round up, not to even
             n_head=n_head,
             n_kv_head=n_head // self.kv_groups,
             n_embd=n_embd,

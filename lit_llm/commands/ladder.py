@@ -25,6 +25,7 @@ from lit_llm.config import ModelConfig
 from lit_llm.data.format import read_metadata
 from lit_llm.estimate import CHINCHILLA_TOKENS_PER_PARAM, human
 from lit_llm.family import ModelFamily, count_params
+from lit_llm.scaling import MIN_PROFILE_SIZES
 
 KEYS = {
     "output_dir": "folder of the ladder: runs/, ladder.json, ladder.md",
@@ -166,8 +167,15 @@ def plan_runs(ladder: dict) -> list[Run]:
     count = ladder["fit"].get("params", "total")
     runs: list[Run] = []
     for budget in ladder["budgets"]:
-        if ladder["sizes"] == "auto":
-            configs = auto_shapes(ladder, budget, shapes, seq_len, count)
+        if ladder["sizes"] == "auto":  # among the shapes this budget can train (enough steps, fresh enough data)
+            fit = [c for c in shapes if not run_problem(ladder, budget, c, seq_len, tokens_per_step, train_tokens)]
+            if len(fit) < min(MIN_PROFILE_SIZES, ladder["sizes_per_budget"]):
+                problems = (run_problem(ladder, budget, c, seq_len, tokens_per_step, train_tokens) for c in shapes)
+                raise ValueError(
+                    f"{ladder['source']}: budget {budget:.3g} FLOPs can train only {len(fit)} shape(s) of the family "
+                    f"(sizes: auto needs {MIN_PROFILE_SIZES}); e.g. " + next(p for p in problems if p)
+                )
+            configs = auto_shapes(ladder, budget, fit, seq_len, count)
         else:  # the nearest shape of each size, once
             nearest = [family.nearest(size, facts["vocab_size"], count) for size in ladder["sizes"]]
             configs = list({c.n_embd: c for c in nearest}.values())
@@ -176,26 +184,36 @@ def plan_runs(ladder: dict) -> list[Run]:
     return runs
 
 
-def size_run(ladder, index, budget, config, seq_len, tokens_per_step, train_tokens) -> Run:
-    source = ladder["source"]
+def run_problem(ladder, budget, config, seq_len, tokens_per_step, train_tokens) -> str | None:
+    """Why a (budget, shape) run cannot be trained: too few steps, or more epochs than max_epochs; else None."""
     flops_per_token = config.flops_per_token(seq_len)
     steps = round(budget / (flops_per_token * tokens_per_step))
     shape = f"n_layer={config.n_layer}, n_embd={config.n_embd}, {human(config.num_params())} parameters"
     if steps < ladder["min_steps"]:
         need = ladder["min_steps"] * flops_per_token * tokens_per_step
-        raise ValueError(
-            f"{source}: budget {budget:.3g} FLOPs buys {steps} steps of {shape} "
+        return (
+            f"budget {budget:.3g} FLOPs buys {steps} steps of {shape} "
             f"({flops_per_token * tokens_per_step:.3g} FLOPs a step), fewer than min_steps={ladder['min_steps']}; "
             f"raise the budget to at least {need:.3g}, use smaller sizes or a smaller batch"
         )
+    epochs = steps * tokens_per_step / train_tokens
+    if epochs > ladder["max_epochs"]:
+        return (
+            f"{shape} at budget {budget:.3g} needs {human(steps * tokens_per_step)} tokens, {epochs:.1f} "
+            f"epochs of the data's {human(train_tokens)} training tokens (max_epochs={ladder['max_epochs']}); the "
+            "sizes do not fit the data: use larger sizes, smaller budgets or more data"
+        )
+    return None
+
+
+def size_run(ladder, index, budget, config, seq_len, tokens_per_step, train_tokens) -> Run:
+    problem = run_problem(ladder, budget, config, seq_len, tokens_per_step, train_tokens)
+    if problem:
+        raise ValueError(f"{ladder['source']}: {problem}")
+    flops_per_token = config.flops_per_token(seq_len)
+    steps = round(budget / (flops_per_token * tokens_per_step))
     tokens = steps * tokens_per_step
     epochs = tokens / train_tokens
-    if epochs > ladder["max_epochs"]:
-        raise ValueError(
-            f"{source}: {shape} at budget {budget:.3g} needs {human(tokens)} tokens, {epochs:.1f} epochs of the "
-            f"data's {human(train_tokens)} training tokens (max_epochs={ladder['max_epochs']}); the sizes do not "
-            "fit the data: use larger sizes, smaller budgets or more data"
-        )
     recipe = {**RECIPE_RULES, **ladder["recipe"]}
     learning_rate = recipe["learning_rate"]
     if recipe["lr_reference_width"]:  # Adam's hidden-layer LR ∝ 1/width (μP's rule, without its init changes)
