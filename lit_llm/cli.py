@@ -19,6 +19,7 @@ commands:
   evaluate   loss, perplexity and bits per byte on text files or prepared datasets
   export     write a checkpoint as a Hugging Face transformers model folder
   plan       estimate compute, time, memory and cost of a run before starting it
+  ladder     train a ladder of (size, compute budget) runs and fit scaling laws to them
   consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
   plot       loss curves (PNG) from run folders' TensorBoard events (pip install "lit-llm[plot]")
 """
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):
             args = gather_experiment(args) if command == "plan" else args
             run_function(function_command(command), f"lit-llm {command}", args)
+        elif command == "ladder":
+            from lit_llm.commands.ladder import ladder
+
+            ladder(args)
         elif command == "data" and args[:1] == ["info"]:
             from lit_llm.data.info import data_info
 

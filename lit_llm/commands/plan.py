@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from lit_llm.commands.plan_law import compute_optimal_run, law_lines, law_predictions
 from lit_llm.config import PRESETS, ModelConfig
 from lit_llm.estimate import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -299,6 +300,10 @@ def plan(
     micro_batch_size: int | None = None,
     seq_len: int | None = None,
     precision: str = "bf16-mixed",
+    scaling_law: str | None = None,
+    budget_flops: float | None = None,
+    budget_gpu_hours: float | None = None,
+    budget_usd: float | None = None,
     json: bool = False,
 ) -> dict:
     """Estimate a pre-training run's compute, time, cost and per-GPU memory before starting it.
@@ -326,15 +331,29 @@ def plan(
         seq_len: Tokens per sequence. Default: the YAML's data.seq_len, else the model's block_size.
         precision: Training precision with --preset: 32-true, bf16-mixed or bf16-true. With --config the
             YAML's trainer.precision is used (Lightning's default, 32-true, if it sets none).
+        scaling_law: a DIR/ladder.json written by `lit-llm ladder`: adds the run's predicted final val loss and
+            bits per byte, with an interval.
+        budget_flops: plan the compute-optimal run of this many FLOPs instead of a YAML or preset: the size of the
+            ladder's model family and the tokens the law predicts best (needs --scaling_law).
+        budget_gpu_hours: the same for a budget in GPU-hours of --gpu at --mfu.
+        budget_usd: the same for a budget in dollars at --price_per_gpu_hour.
         json: Print the plan as JSON instead of a report.
     """
-    if (config is None) == (preset is None):
+    accelerator = get_accelerator(gpu)
+    given_mfu = parse_mfu(mfu)
+    budget = (budget_flops, budget_gpu_hours, budget_usd)
+    law, optimum = compute_optimal_run(scaling_law, *budget, accelerator, given_mfu, price_per_gpu_hour)
+    if optimum is not None and (config, preset) != (None, None):
+        raise ValueError("pass a --budget_* (to plan the compute-optimal run) or --config/--preset, not both")
+    if optimum is None and (config is None) == (preset is None):
         raise ValueError(
             f"pass exactly one of --config (an experiment YAML) or --preset (one of: {', '.join(PRESETS)})"
         )
-    spec = read_experiment(config) if config is not None else preset_spec(preset, precision)
-    accelerator = get_accelerator(gpu)
-    given_mfu = parse_mfu(mfu)
+    if optimum is not None:
+        spec = RunSpec("compute-optimal", optimum.pop("config"), law.seq_len, resolve_precision(precision))
+        tokens = optimum["tokens"]
+    else:
+        spec = read_experiment(config) if config is not None else preset_spec(preset, precision)
     num_gpus = (spec.num_gpus or 1) if num_gpus is None else num_gpus  # the command line wins over the YAML
     micro_batch_size = spec.micro_batch_size if micro_batch_size is None else micro_batch_size
     seq_len = spec.seq_len if seq_len is None else seq_len
@@ -365,6 +384,7 @@ def plan(
         ),
         "memory": memory,
         "memory_per_gpu_gb": {name: s["memory_per_gpu_gb"] for name, s in memory["strategies"].items()},
+        **law_predictions(law, model, estimate["tokens"], optimum),
     }
-    print(jsonlib.dumps(result, indent=2) if json else format_report(result))
+    print(jsonlib.dumps(result, indent=2) if json else format_report(result) + law_lines(result))
     return result
