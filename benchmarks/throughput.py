@@ -121,6 +121,21 @@ class Shape:
         return self.seq_len * self.batch_size
 
 
+@dataclass(frozen=True)
+class Bench:
+    """Where the variants run: the shape, the prepared shards, a scratch folder and the device."""
+
+    shape: Shape
+    data_dir: Path
+    workdir: Path
+    device: torch.device
+
+    def runner(self, variant: Variant, batches: list[torch.Tensor]):
+        if variant.kind == "lightning":
+            return LightningRunner(variant, self.shape, self.data_dir, self.workdir, self.device)
+        return BareRunner(variant, self.shape, batches, self.device)
+
+
 @dataclass
 class Measurement:
     variant: Variant
@@ -351,29 +366,15 @@ class LightningRunner:
         return wall[warmup : warmup + steps], cpu[warmup : warmup + steps]
 
 
-def build_runner(variant: Variant, shape: Shape, data_dir: Path, batches, workdir: Path, device: torch.device):
-    if variant.kind == "lightning":
-        return LightningRunner(variant, shape, data_dir, workdir, device)
-    return BareRunner(variant, shape, batches, device)
-
-
 # ---- measuring ---------------------------------------------------------------------------------
-def measure(
-    variants: list[Variant],
-    shape: Shape,
-    data_dir: Path,
-    workdir: Path,
-    device: torch.device,
-    rounds: int,
-    warmup: int,
-    steps: int,
-) -> list[Measurement]:
+def measure(variants: list[Variant], bench: Bench, rounds: int, warmup: int, steps: int) -> list[Measurement]:
     """Interleave the variants: every round runs each once, in an order rotated by one per round.
 
     A variant that fails (out of memory, a compile error) is reported as failed; the others go on. Each
     runner is dropped after its last round, so later variants get its memory.
     """
-    batches = load_batches(data_dir, shape, 16, device) if any(v.kind != "lightning" for v in variants) else []
+    bare = any(v.kind != "lightning" for v in variants)
+    batches = load_batches(bench.data_dir, bench.shape, 16, bench.device) if bare else []
     results = {v.name: Measurement(v) for v in variants}
     runners = {}
     try:
@@ -381,7 +382,7 @@ def measure(
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 if results[v.name].error is None:
-                    run_round(v, results[v.name], runners, shape, data_dir, batches, workdir, device, warmup, steps)
+                    run_round(v, results[v.name], runners, bench, batches, warmup, steps)
                 if results[v.name].error is None:
                     print(
                         f"round {r + 1}/{rounds} {v.name}: {statistics.median(results[v.name].rounds[-1]) * 1e3:.1f} "
@@ -389,7 +390,7 @@ def measure(
                         flush=True,
                     )
                 if r == rounds - 1:
-                    release(runners, v.name, device)
+                    release(runners, v.name, bench.device)
     except TimeLimit:
         for m in results.values():
             if not m.rounds and m.error is None:
@@ -407,33 +408,26 @@ def release(runners: dict, name: str, device: torch.device) -> None:
 
 
 def measure_step_interleaved(
-    variants: list[Variant],
-    shape: Shape,
-    data_dir: Path,
-    workdir: Path,
-    device: torch.device,
-    rounds: int,
-    warmup: int,
-    steps: int,
+    variants: list[Variant], bench: Bench, rounds: int, warmup: int, steps: int
 ) -> list[Measurement]:
     """CPU: alternate the variants step by step (the bare ones inside the one Lightning fit, if any).
 
     The ``rounds × steps`` timed steps are split into ``rounds`` groups only to report their spread.
     """
-    batches = load_batches(data_dir, shape, 16, device)
+    batches = load_batches(bench.data_dir, bench.shape, 16, bench.device)
     results = {v.name: Measurement(v) for v in variants}
     bare = {}
     for v in variants:
         if v.kind != "lightning":
             try:
-                bare[v.name] = build_runner(v, shape, data_dir, batches, workdir, device)
+                bare[v.name] = bench.runner(v, batches)
             except Exception as error:  # noqa: BLE001
                 results[v.name].error = f"{type(error).__name__}: {error}"[:300]
     times = {name: ([], []) for name in bare}
     lightning = [v for v in variants if v.kind == "lightning"]
     total = rounds * steps
     if lightning:
-        runner = build_runner(lightning[0], shape, data_dir, batches, workdir, device)
+        runner = bench.runner(lightning[0], batches)
         wall, cpu = runner.run(warmup, total, side_runners=bare, side_times=times)
         times[lightning[0].name] = (wall, cpu)
     else:
@@ -451,32 +445,21 @@ def measure_step_interleaved(
     return list(results.values())
 
 
-def run_round(
-    v: Variant,
-    result: Measurement,
-    runners: dict,
-    shape: Shape,
-    data_dir: Path,
-    batches,
-    workdir: Path,
-    device: torch.device,
-    warmup: int,
-    steps: int,
-) -> None:
+def run_round(v: Variant, result: Measurement, runners: dict, bench: Bench, batches, warmup: int, steps: int) -> None:
     first = v.name not in runners
-    cuda = device.type == "cuda"
+    cuda = bench.device.type == "cuda"
     if first and cuda:
         torch.cuda.synchronize()
         held_before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     try:
         if first:
-            runners[v.name] = build_runner(v, shape, data_dir, batches, workdir, device)
+            runners[v.name] = bench.runner(v, batches)
         wall, cpu = runners[v.name].run(warmup, steps)
     except Exception as error:  # noqa: BLE001  (one variant's failure must not lose the others' numbers)
         traceback.print_exc()
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-        release(runners, v.name, device)
+        release(runners, v.name, bench.device)
         return
     result.rounds.append(wall)
     result.cpu_rounds.append(cpu)
@@ -485,11 +468,11 @@ def run_round(
         result.memory_note = "cuda max_memory_allocated above what was held before the variant was built"
 
 
-def probe_memory(variant: Variant, shape: Shape, data_dir: Path, workdir: Path, device: torch.device) -> dict:
+def probe_memory(variant: Variant, bench: Bench) -> dict:
     """In a process of its own: peak RSS while building the variant and running a few steps."""
-    batches = load_batches(data_dir, shape, 4, device)
+    batches = load_batches(bench.data_dir, bench.shape, 4, bench.device)
     baseline = rss_bytes()
-    runner = build_runner(variant, shape, data_dir, batches, workdir, device)
+    runner = bench.runner(variant, batches)
     if variant.kind != "lightning":  # a Trainer's fit restarts its optimizer: its warm-up must be inside
         runner.run(1, 0)  # compilation's transient peak is not a training step's
     reset_peak_rss()
@@ -796,9 +779,10 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], modu
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         data_dir, shape = setup_data(args, workdir)
+        bench = Bench(shape, data_dir, workdir, device)
         if args.probe_memory:
             variant = next(v for v in variants if v.name == args.probe_memory)
-            print(MEMORY_TAG + json.dumps(probe_memory(variant, shape, data_dir, workdir, device)), flush=True)
+            print(MEMORY_TAG + json.dumps(probe_memory(variant, bench)), flush=True)
             return None
         torch.manual_seed(1337)
         stop_on_sigterm()
@@ -808,7 +792,7 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], modu
                 args.interleave == "auto" and device.type == "cpu" and sum(v.kind == "lightning" for v in variants) <= 1
             )
             how = measure_step_interleaved if step_wise else measure
-            measurements = how(variants, shape, data_dir, workdir, device, args.rounds, args.warmup, args.steps)
+            measurements = how(variants, bench, args.rounds, args.warmup, args.steps)
             if args.memory and device.type == "cpu":
                 probe_argv = [*argv, "--data-dir", str(data_dir), "--no-memory", "--loader-batches", "0"]
                 memory_in_subprocesses(measurements, module, probe_argv)
