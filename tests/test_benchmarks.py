@@ -67,3 +67,18 @@ def test_features_compares_each_feature_with_the_baseline(tmp_path):
     )
     assert_measured(summary, ["baseline", "tanh-gelu", "foreach-adamw", "for-loop-adamw", "activation-checkpointing"])
     assert summary["variants"][1]["settings"]["gelu"] == "tanh"
+
+
+def test_whole_process_times_lit_llm_and_the_nanogpt_script_end_to_end(tmp_path):
+    out, work = tmp_path / "whole.json", tmp_path / "work"
+    cmd = [sys.executable, "-m", "benchmarks.whole_process", "--runs", "4:2", "--pairs", "1"]
+    cmd += ["--workdir", str(work), "--json", str(out), "--lit-llm-args", "--model.sample_tokens=5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["steps"] == 4 and run["interval"] == 2
+    assert all(t[0] > 0 for t in run["seconds"].values()) and run["speed_vs_nanogpt"] > 0
+    run_dir = work / "runs-4-2-0"
+    assert (run_dir / "lit-llm" / "checkpoints" / "last.ckpt").is_file()
+    log = (run_dir / "nanoGPT.log").read_text()
+    assert "step 0:" in log and "step 4:" in log and "iter 4:" in log  # evaluations at 0, 2, 4; steps 0..4
