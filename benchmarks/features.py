@@ -1,19 +1,21 @@
 """Do lit-llm's speed features pay? Each against a baseline, interleaved in one process on one shape.
 
-The baseline is lit-llm's model in the bare loop of benchmarks/throughput.py, at the --precision and
+The baseline is lit-llm's model in the bare loop of benchmarks.throughput, at the --precision and
 --compile given; each feature changes one thing:
 
   compile        torch.compile of the model (or, with --compile, the eager model for comparison)
-  loss           the loss compiled on its own; a chunked linear + cross-entropy that never holds all logits
+  loss           the loss compiled on its own; the chunked loss (`model.loss: chunked`), which never holds
+                 all the logits
+  chunked        the chunked loss alone (no compilation: quick on a CPU)
   optimizer      foreach and for-loop AdamW instead of the fused one lit-llm uses (on CUDA and CPU)
   sdpa           the math attention kernel instead of the one SDPA picks (flash where it can)
   precision      bf16 autocast instead of fp32 (or the reverse, with --precision bf16-mixed)
   checkpointing  activation checkpointing of every block (memory saved against speed lost)
   gelu           GPT-2's tanh approximation instead of the exact (erf) GELU (lit-llm's default, as nanoGPT's)
 
-    python benchmarks/features.py --preset micro --features optimizer,sdpa,precision
-    python benchmarks/features.py --preset micro --arch vocab_size=50304 --features loss --batch-size 4
-    python benchmarks/features.py --preset gpt2-124m --precision bf16-mixed --batch-size 16 \
+    python -m benchmarks.features --preset micro --features optimizer,sdpa,precision
+    python -m benchmarks.features --preset micro --arch vocab_size=50304 --features chunked --batch-size 4
+    python -m benchmarks.features --preset gpt2-124m --precision bf16-mixed --batch-size 16 \
         --features loss,checkpointing
 """
 
@@ -21,11 +23,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from pathlib import Path
 
-from throughput import Variant, common_parser, report, run
+from benchmarks.throughput import Variant, common_parser, report, run
 
-FEATURES = ("compile", "loss", "optimizer", "sdpa", "precision", "checkpointing", "gelu")
+FEATURES = ("compile", "loss", "chunked", "optimizer", "sdpa", "precision", "checkpointing", "gelu")
 
 
 def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
@@ -37,6 +38,8 @@ def feature_variants(feature: str, baseline: Variant) -> list[Variant]:
             replace(baseline, name="compiled-loss", loss="compiled"),
             replace(baseline, name="chunked-loss", loss="chunked"),
         ]
+    if feature == "chunked":
+        return [replace(baseline, name="chunked-loss", loss="chunked")]
     if feature == "optimizer":
         return [
             replace(baseline, name="foreach-adamw", optimizer="foreach"),
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     variants = [baseline]
     for feature in (f.strip() for f in args.features.split(",") if f.strip()):
         variants += [v for v in feature_variants(feature, baseline) if v.name not in {u.name for u in variants}]
-    summary = run(args, argv, variants, Path(__file__).resolve())
+    summary = run(args, argv, variants, "benchmarks.features")
     if summary is not None:
         report(summary, args, comparison_columns(summary))
     return summary

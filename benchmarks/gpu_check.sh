@@ -40,7 +40,7 @@ else
   reps=(--rounds 2 --warmup 4 --steps 12) precision=bf16-mixed
 fi
 
-# stage NAME LIMIT_S SCRIPT ARGS...: runs if the budget still holds LIMIT_S seconds; on SIGTERM at the
+# stage NAME LIMIT_S -m MODULE ARGS...: runs if the budget still holds LIMIT_S seconds; on SIGTERM at the
 # limit the script still writes what it measured. Its output is appended to gpu_check.log.
 stage() {
   local name=$1 limit=$2; shift 2
@@ -56,17 +56,17 @@ stage() {
   grep -A30 '^| variant' "$work/$name.log" | head -30
 }
 
-stage gpt2-124m 180 benchmarks/throughput.py "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
+stage gpt2-124m 180 -m benchmarks.throughput "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
   --num-workers 4 --loader-batches 50 --workdir "$work"
 data=()  # the shards stage 1 prepared, if it got that far
 [[ -f $work/shards/metadata.json ]] && data=(--data-dir "$work/shards")
-stage gpt2-124m-loss 100 benchmarks/features.py "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
+stage gpt2-124m-loss 100 -m benchmarks.features "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
   --features loss "${data[@]}"
-stage llama-1b-fsdp2 80 benchmarks/throughput.py "${big[@]}" --precision "$precision" --strategy fsdp2 \
+stage llama-1b-fsdp2 80 -m benchmarks.throughput "${big[@]}" --precision "$precision" --strategy fsdp2 \
   --variants lightning --rounds 1 --warmup 3 --steps 8 --num-workers 4 --loader-batches 0 "${data[@]}"
-stage gpt2-124m-eager-features 105 benchmarks/features.py "${gpt2[@]}" --precision "$precision" --rounds 1 \
+stage gpt2-124m-eager-features 105 -m benchmarks.features "${gpt2[@]}" --precision "$precision" --rounds 1 \
   --warmup 3 --steps 8 --features optimizer,sdpa,precision,checkpointing,gelu,loss "${data[@]}"
 
-python3 benchmarks/summarize.py "$out"/*.json | tee "$out/gpu_check.md"
+python3 -m benchmarks.summarize "$out"/*.json | tee "$out/gpu_check.md"
 echo "total $((SECONDS - start)) s; results in $out"
 rm -rf "$work"

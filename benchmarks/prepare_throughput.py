@@ -11,7 +11,7 @@ MB/s counts UTF-8 bytes of document text. Wall-clock rates depend on what else r
 each row also gives the CPU time that all its processes used (workers included): "per CPU-second"
 rates are the per-core throughput, comparable between rows even on a shared machine.
 
-    python benchmarks/prepare_throughput.py [--data ../shared/data] [--repeat 4] [--workers 1 2]
+    python -m benchmarks.prepare_throughput [--data ../shared/data] [--repeat 4] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import contextlib
 import io
 import json
 import os
-import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process, so "per core" means what it says
 
+from benchmarks.harness import cpu_seconds_with_children, machine_description, markdown_row, markdown_table
 from lit_llm.data.prepare import prepare
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -56,17 +55,11 @@ def build_corpora(data: Path, work: Path, repeat: int) -> dict[str, tuple[list[s
     }
 
 
-def cpu_seconds() -> float:
-    """User + system time of this process and of its finished children (the worker processes)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def measure(run, *args) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, tokens) of ``run(*args)``, which returns the tokens it made."""
-    wall, cpu = time.perf_counter(), cpu_seconds()
+    wall, cpu = time.perf_counter(), cpu_seconds_with_children()  # workers included
     tokens = run(*args)
-    return time.perf_counter() - wall, cpu_seconds() - cpu, tokens
+    return time.perf_counter() - wall, cpu_seconds_with_children() - cpu, tokens
 
 
 def loop(tokenizer: Tokenizer, documents: list[str]) -> int:
@@ -79,13 +72,34 @@ def prepare_quietly(inputs: list[str], options: dict, tokenizer_path: str, worke
     return meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"]
 
 
+HEADER = [
+    "corpus",
+    "tokenizer",
+    "how",
+    "MB",
+    "wall s",
+    "MB/s",
+    "Mtok/s",
+    "CPU s",
+    "MB per CPU-s",
+    "Mtok per CPU-s",
+    "per CPU-s vs loop",
+]
+
+
 def row(
     corpus: str, tokenizer: str, how: str, mb: float, wall: float, cpu: float, tokens: int, loop_rate: float
-) -> str:
-    return (
-        f"| {corpus} | {tokenizer} | {how} | {mb:.1f} | {wall:.2f} | {mb / wall:.2f} | {tokens / wall / 1e6:.2f} "
-        f"| {cpu:.2f} | {mb / cpu:.2f} | {tokens / cpu / 1e6:.2f} | {mb / cpu / loop_rate:.2f}x |"
-    )
+) -> list[str]:
+    rates = [mb / wall, tokens / wall / 1e6, cpu, mb / cpu, tokens / cpu / 1e6]
+    return [
+        corpus,
+        tokenizer,
+        how,
+        f"{mb:.1f}",
+        f"{wall:.2f}",
+        *(f"{r:.2f}" for r in rates),
+        f"{mb / cpu / loop_rate:.2f}x",
+    ]
 
 
 def main() -> None:
@@ -102,16 +116,8 @@ def main() -> None:
         unique_documents = dict.fromkeys(doc for _, _, docs in corpora.values() for doc in docs)
         bpe = train_bpe(unique_documents, args.vocab_size)  # trained once, not timed
         tokenizers = {"byte": byte_tokenizer(), f"BPE {bpe.vocab_size}": bpe}
-        load = os.getloadavg()[0]
-        print(
-            f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-            f"{load:.1f} at start\n"
-        )
-        print(
-            "| corpus | tokenizer | how | MB | wall s | MB/s | Mtok/s | CPU s | MB per CPU-s | Mtok per CPU-s | per "
-            "CPU-s vs loop |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"\nmachine: {machine_description()} at start\n")
+        print(markdown_table(HEADER, []))
         for corpus, (inputs, options, documents) in corpora.items():
             mb = sum(len(d.encode()) for d in documents) / 1e6
             for name, tokenizer in tokenizers.items():
@@ -119,12 +125,11 @@ def main() -> None:
                 tokenizer.save(tokenizer_path)
                 wall, cpu, tokens = measure(loop, tokenizer, documents)
                 loop_rate = mb / cpu
-                print(row(corpus, name, "loop (1 process)", mb, wall, cpu, tokens, loop_rate), flush=True)
+                print(markdown_row(row(corpus, name, "loop (1 process)", mb, wall, cpu, tokens, loop_rate)), flush=True)
                 for workers in args.workers:
                     wall, cpu, tokens = measure(prepare_quietly, inputs, options, tokenizer_path, workers, work / "out")
-                    print(
-                        row(corpus, name, f"prepare, {workers} worker(s)", mb, wall, cpu, tokens, loop_rate), flush=True
-                    )
+                    how = f"prepare, {workers} worker(s)"
+                    print(markdown_row(row(corpus, name, how, mb, wall, cpu, tokens, loop_rate)), flush=True)
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end (other jobs share this machine)")
 
 

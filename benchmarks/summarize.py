@@ -1,6 +1,6 @@
-"""One short markdown table from the JSON files that throughput.py and features.py write.
+"""One short markdown table from the JSON files that benchmarks.throughput and benchmarks.features write.
 
-    python benchmarks/summarize.py results/*.json > summary.md
+    python -m benchmarks.summarize results/*.json > summary.md
 
 Each row is one measured variant of one file; the footer lists the issue's targets that the files can
 answer, each with the measured value.

@@ -9,6 +9,9 @@ Three variants train on the same shapes and the same tokens in one process:
              TokenDataModule's loader yields (held in memory, as nanoGPT's loop holds its data)
   reference  a nanoGPT-style GPT written for the benchmark (benchmarks/reference_gpt.py), same loop
 
+The bare loop builds its model as fit does (lit_llm.parallelism.parallelize: activation checkpointing,
+compile) and computes lit_llm.objective's losses, so only the Trainer around them differs.
+
 A step's time is the interval between consecutive step starts (data, hooks and optimizer included),
 warm-up excluded, median over all timed steps. On a CPU the variants alternate step by step (the bare
 ones run between two Lightning batches, outside Lightning's intervals), so the load other processes put
@@ -24,10 +27,10 @@ resident set of a separate process that runs only that variant (DataLoader worke
 Also measured: the StreamingDataLoader's own tokens/s over the same shards, against the training step's
 consumption.
 
-    python benchmarks/throughput.py --preset micro --batch-size 8 --threads 1    # a shared CPU: 1 thread
-    python benchmarks/throughput.py --preset micro --arch n_embd=256 --batch-size 8 --json out.json
-    python benchmarks/throughput.py --preset gpt2-124m --batch-size 32 --precision bf16-mixed --compile
-    python benchmarks/throughput.py --preset llama-1b --strategy fsdp2 --variants lightning --batch-size 4
+    python -m benchmarks.throughput --preset micro --batch-size 8 --threads 1    # a shared CPU: 1 thread
+    python -m benchmarks.throughput --preset micro --arch n_embd=256 --batch-size 8 --json out.json
+    python -m benchmarks.throughput --preset gpt2-124m --batch-size 32 --precision bf16-mixed --compile
+    python -m benchmarks.throughput --preset llama-1b --strategy fsdp2 --variants lightning --batch-size 4
 """
 
 from __future__ import annotations
@@ -41,9 +44,6 @@ import json
 import logging
 import math
 import os
-import platform
-import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,24 +52,33 @@ import time
 import traceback
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from itertools import pairwise
 from pathlib import Path
-from types import SimpleNamespace
 
 import lightning as L
 import torch
-from reference_gpt import ReferenceConfig, ReferenceGPT
-from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
-    checkpoint_wrapper,
-)
 
 import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
+from benchmarks.harness import (
+    StepClock,
+    TimeLimit,
+    machine_description,
+    markdown_table,
+    paired_ratio,
+    peak_rss_since_reset,
+    reset_peak_rss,
+    rss_bytes,
+    stop_on_sigterm,
+    time_call,
+    versions,
+)
+from benchmarks.reference_gpt import ReferenceConfig, ReferenceGPT
 from lit_llm.config import ModelConfig
 from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.prepare import prepare
 from lit_llm.hardware import detect_accelerator
 from lit_llm.model import GPT
-from lit_llm.objective import next_token_loss, weight_decay_groups
+from lit_llm.objective import chunked_next_token_loss, next_token_loss, weight_decay_groups
+from lit_llm.parallelism import parallelize
 from lit_llm.train.module import LitLLM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,6 +119,21 @@ class Shape:
     @property
     def tokens_per_step(self) -> int:
         return self.seq_len * self.batch_size
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Where the variants run: the shape, the prepared shards, a scratch folder and the device."""
+
+    shape: Shape
+    data_dir: Path
+    workdir: Path
+    device: torch.device
+
+    def runner(self, variant: Variant, batches: list[torch.Tensor]):
+        if variant.kind == "lightning":
+            return LightningRunner(variant, self.shape, self.data_dir, self.workdir, self.device)
+        return BareRunner(variant, self.shape, batches, self.device)
 
 
 @dataclass
@@ -160,14 +184,10 @@ def data_vocab_size(data_dir: Path) -> int:
 
 
 def train_loader(data_dir: Path, shape: Shape, num_workers: int):
-    """TokenDataModule's own train loader, set up outside a fit.
-
-    Its ``setup`` reads the model's block size from the trainer, so a stand-in trainer carries it.
-    """
+    """TokenDataModule's own train loader, set up outside a fit (with the sequence length given)."""
     datamodule = TokenDataModule(
         str(data_dir), batch_size=shape.batch_size, seq_len=shape.seq_len, num_workers=num_workers
     )
-    datamodule.trainer = SimpleNamespace(lightning_module=SimpleNamespace(architecture=shape.config))
     datamodule.setup("fit")
     return datamodule.train_dataloader()
 
@@ -183,36 +203,6 @@ def load_batches(data_dir: Path, shape: Shape, count: int, device: torch.device)
 
 
 # ---- timing ------------------------------------------------------------------------------------
-class StepClock:
-    """Step-start timestamps: CUDA events on a GPU (resolved at the end, so no sync in the loop).
-
-    On a CPU it also keeps the process's CPU time: on a machine shared with other jobs the wall clock
-    counts their load too, while CPU time counts only this process's work (all its threads, so the
-    logger's writer thread is included; DataLoader worker processes are not).
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.marks: list = []
-        self.cpu_marks: list[float] = []
-
-    def tick(self) -> None:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-            self.cpu_marks.append(time.process_time())
-
-    def intervals(self) -> tuple[list[float], list[float]]:
-        """Seconds between consecutive ticks: wall clock, and CPU time (empty on a GPU)."""
-        if self.cuda:
-            torch.cuda.synchronize()
-            return [a.elapsed_time(b) / 1e3 for a, b in pairwise(self.marks)], []
-        return [b - a for a, b in pairwise(self.marks)], [b - a for a, b in pairwise(self.cpu_marks)]
-
-
 class BatchStartClock(L.Callback):
     def __init__(self, clock: StepClock) -> None:
         self.clock = clock
@@ -236,16 +226,10 @@ class InterleavedSteps(L.Callback):
         self.clock.tick()
         names = list(self.runners)
         for name in names[batch_idx % len(names) :] + names[: batch_idx % len(names)]:
-            wall, cpu = time_one_step(self.runners[name])
+            wall, cpu = time_call(self.runners[name].train_step)
             self.times[name][0].append(wall)
             self.times[name][1].append(cpu)
         self.clock.tick()
-
-
-def time_one_step(runner) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    runner.train_step()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def sdpa_context(backend: str):
@@ -258,47 +242,6 @@ def sdpa_context(backend: str):
 
 def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-
-
-# ---- a loss for the bare loop that keeps the logits small -----------------------------------------
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``hidden @ weight.T`` without ever holding all logits.
-
-    The forward pass walks chunks of tokens and computes each chunk's loss and its gradients at once
-    (the softmax minus the one-hot target), so only one chunk of fp32 logits exists at a time and the
-    backward pass only scales the stored gradients. Same FLOPs as head + loss + their backward.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_tokens: int):
-        n = hidden.size(0)
-        accumulate = torch.promote_types(weight.dtype, torch.float32)  # fp32 under autocast too
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=accumulate)
-        total = torch.zeros((), device=hidden.device, dtype=accumulate)
-        for start in range(0, n, chunk_tokens):
-            h, t = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
-            logits = (h @ weight.T).to(accumulate)
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            grad_logits = torch.exp_(logits.sub_(lse[:, None]))  # softmax, in place
-            grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
-            grad_logits.div_(n)
-            # under bf16 autocast these matmuls run in bf16, as the head's own backward would
-            grad_hidden[start : start + chunk_tokens] = grad_logits @ weight
-            grad_weight += grad_logits.T @ h
-        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
-        return total / n
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None
-
-
-def chunk_tokens_for(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
-    """Tokens per chunk so one chunk's fp32 logits stay near ``budget_bytes``."""
-    return max(128, budget_bytes // (4 * vocab_size))
 
 
 # ---- runners -----------------------------------------------------------------------------------
@@ -325,11 +268,8 @@ class BareRunner:
             return ReferenceGPT(
                 ReferenceConfig(c.block_size, c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.bias, c.dropout, gelu)
             )
-        model = GPT(c)
-        if self.variant.activation_checkpointing:  # as lit_llm.parallel.apply_parallelism does
-            for i, block in enumerate(model.blocks):
-                model.blocks[i] = checkpoint_wrapper(block)
-        return model
+        # compiled below, with its loss (parallelize's compile would compile the model alone)
+        return parallelize(GPT(c), activation_checkpointing=self.variant.activation_checkpointing)
 
     def _build_loss(self):
         """A function (model, inputs, targets) -> loss, compiled as the variant asks."""
@@ -337,17 +277,12 @@ class BareRunner:
         if v.kind == "reference":  # nanoGPT compiles the whole model, its loss included
             compiled = torch.compile(self.model) if v.compile else self.model
             return lambda model, x, y: compiled(x, y)
-        if v.loss == "chunked":
-            body = torch.compile(self.model.hidden_states) if v.compile else self.model.hidden_states
-            chunk = chunk_tokens_for(self.shape.config.vocab_size)
-
-            def chunked(model, x, y):
-                h = body(x).flatten(0, 1)
-                return ChunkedLinearCrossEntropy.apply(h, model.lm_head.weight, y.flatten(), chunk)
-
-            return chunked
+        if v.loss == "chunked":  # as LitLLM with `model.loss: chunked`
+            trunk = torch.compile(self.model.hidden_states) if v.compile else self.model.hidden_states
+            return lambda model, x, y: chunked_next_token_loss(trunk(x), model.lm_head.weight, y)
         if v.compile:
-            self.model.compile()  # what lit_llm.parallel does for `model.compile: true`
+            parallelize(self.model, compile=True)  # the model as `model.compile: true` compiles it; LitLLM
+            # also compiles its loss then, which the `compiled` loss variant measures
         cross_entropy = torch.compile(next_token_loss) if v.loss == "compiled" else next_token_loss
         return lambda model, x, y: cross_entropy(model(x), y)
 
@@ -431,40 +366,15 @@ class LightningRunner:
         return wall[warmup : warmup + steps], cpu[warmup : warmup + steps]
 
 
-def build_runner(variant: Variant, shape: Shape, data_dir: Path, batches, workdir: Path, device: torch.device):
-    if variant.kind == "lightning":
-        return LightningRunner(variant, shape, data_dir, workdir, device)
-    return BareRunner(variant, shape, batches, device)
-
-
 # ---- measuring ---------------------------------------------------------------------------------
-class TimeLimit(BaseException):
-    """Raised on SIGTERM (`timeout`), so the variants measured so far are still reported."""
-
-
-def stop_on_sigterm() -> None:
-    def handler(signum, frame):
-        raise TimeLimit()
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def measure(
-    variants: list[Variant],
-    shape: Shape,
-    data_dir: Path,
-    workdir: Path,
-    device: torch.device,
-    rounds: int,
-    warmup: int,
-    steps: int,
-) -> list[Measurement]:
+def measure(variants: list[Variant], bench: Bench, rounds: int, warmup: int, steps: int) -> list[Measurement]:
     """Interleave the variants: every round runs each once, in an order rotated by one per round.
 
     A variant that fails (out of memory, a compile error) is reported as failed; the others go on. Each
     runner is dropped after its last round, so later variants get its memory.
     """
-    batches = load_batches(data_dir, shape, 16, device) if any(v.kind != "lightning" for v in variants) else []
+    bare = any(v.kind != "lightning" for v in variants)
+    batches = load_batches(bench.data_dir, bench.shape, 16, bench.device) if bare else []
     results = {v.name: Measurement(v) for v in variants}
     runners = {}
     try:
@@ -472,7 +382,7 @@ def measure(
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 if results[v.name].error is None:
-                    run_round(v, results[v.name], runners, shape, data_dir, batches, workdir, device, warmup, steps)
+                    run_round(v, results[v.name], runners, bench, batches, warmup, steps)
                 if results[v.name].error is None:
                     print(
                         f"round {r + 1}/{rounds} {v.name}: {statistics.median(results[v.name].rounds[-1]) * 1e3:.1f} "
@@ -480,7 +390,7 @@ def measure(
                         flush=True,
                     )
                 if r == rounds - 1:
-                    release(runners, v.name, device)
+                    release(runners, v.name, bench.device)
     except TimeLimit:
         for m in results.values():
             if not m.rounds and m.error is None:
@@ -498,39 +408,32 @@ def release(runners: dict, name: str, device: torch.device) -> None:
 
 
 def measure_step_interleaved(
-    variants: list[Variant],
-    shape: Shape,
-    data_dir: Path,
-    workdir: Path,
-    device: torch.device,
-    rounds: int,
-    warmup: int,
-    steps: int,
+    variants: list[Variant], bench: Bench, rounds: int, warmup: int, steps: int
 ) -> list[Measurement]:
     """CPU: alternate the variants step by step (the bare ones inside the one Lightning fit, if any).
 
     The ``rounds × steps`` timed steps are split into ``rounds`` groups only to report their spread.
     """
-    batches = load_batches(data_dir, shape, 16, device)
+    batches = load_batches(bench.data_dir, bench.shape, 16, bench.device)
     results = {v.name: Measurement(v) for v in variants}
     bare = {}
     for v in variants:
         if v.kind != "lightning":
             try:
-                bare[v.name] = build_runner(v, shape, data_dir, batches, workdir, device)
+                bare[v.name] = bench.runner(v, batches)
             except Exception as error:  # noqa: BLE001
                 results[v.name].error = f"{type(error).__name__}: {error}"[:300]
     times = {name: ([], []) for name in bare}
     lightning = [v for v in variants if v.kind == "lightning"]
     total = rounds * steps
     if lightning:
-        runner = build_runner(lightning[0], shape, data_dir, batches, workdir, device)
+        runner = bench.runner(lightning[0], batches)
         wall, cpu = runner.run(warmup, total, side_runners=bare, side_times=times)
         times[lightning[0].name] = (wall, cpu)
     else:
         for step in range(warmup + total):
             for name in list(bare)[step % len(bare) :] + list(bare)[: step % len(bare)]:
-                wall, cpu = time_one_step(bare[name])
+                wall, cpu = time_call(bare[name].train_step)
                 times[name][0].append(wall)
                 times[name][1].append(cpu)
     for name, (wall, cpu) in times.items():
@@ -542,32 +445,21 @@ def measure_step_interleaved(
     return list(results.values())
 
 
-def run_round(
-    v: Variant,
-    result: Measurement,
-    runners: dict,
-    shape: Shape,
-    data_dir: Path,
-    batches,
-    workdir: Path,
-    device: torch.device,
-    warmup: int,
-    steps: int,
-) -> None:
+def run_round(v: Variant, result: Measurement, runners: dict, bench: Bench, batches, warmup: int, steps: int) -> None:
     first = v.name not in runners
-    cuda = device.type == "cuda"
+    cuda = bench.device.type == "cuda"
     if first and cuda:
         torch.cuda.synchronize()
         held_before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     try:
         if first:
-            runners[v.name] = build_runner(v, shape, data_dir, batches, workdir, device)
+            runners[v.name] = bench.runner(v, batches)
         wall, cpu = runners[v.name].run(warmup, steps)
     except Exception as error:  # noqa: BLE001  (one variant's failure must not lose the others' numbers)
         traceback.print_exc()
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-        release(runners, v.name, device)
+        release(runners, v.name, bench.device)
         return
     result.rounds.append(wall)
     result.cpu_rounds.append(cpu)
@@ -576,30 +468,23 @@ def run_round(
         result.memory_note = "cuda max_memory_allocated above what was held before the variant was built"
 
 
-def rss_bytes(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
-
-
-def probe_memory(variant: Variant, shape: Shape, data_dir: Path, workdir: Path, device: torch.device) -> dict:
+def probe_memory(variant: Variant, bench: Bench) -> dict:
     """In a process of its own: peak RSS while building the variant and running a few steps."""
-    batches = load_batches(data_dir, shape, 4, device)
-    baseline = rss_bytes("VmRSS")
-    runner = build_runner(variant, shape, data_dir, batches, workdir, device)
+    batches = load_batches(bench.data_dir, bench.shape, 4, bench.device)
+    baseline = rss_bytes()
+    runner = bench.runner(variant, batches)
     if variant.kind != "lightning":  # a Trainer's fit restarts its optimizer: its warm-up must be inside
         runner.run(1, 0)  # compilation's transient peak is not a training step's
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    reset_peak_rss()
     runner.run(1, 2)
-    return {"peak_rss_bytes": rss_bytes("VmHWM"), "baseline_rss_bytes": baseline}
+    return {"peak_rss_bytes": peak_rss_since_reset(), "baseline_rss_bytes": baseline}
 
 
-def memory_in_subprocesses(measurements: list[Measurement], script: Path, argv: list[str]) -> None:
+def memory_in_subprocesses(measurements: list[Measurement], module: str, argv: list[str]) -> None:
     """CPU memory: one fresh process per variant (an allocator never gives memory back reliably)."""
     for m in (m for m in measurements if m.error is None):
-        cmd = [sys.executable, str(script), *argv, "--probe-memory", m.variant.name]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=LAUNCH_ENVIRONMENT)
+        cmd = [sys.executable, "-m", module, *argv, "--probe-memory", m.variant.name]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=LAUNCH_ENVIRONMENT, cwd=REPO)
         lines = [line for line in done.stdout.splitlines() if line.startswith(MEMORY_TAG)]
         if done.returncode or not lines:
             print(f"memory probe of {m.variant.name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -628,20 +513,6 @@ def loader_tokens_per_sec(data_dir: Path, shape: Shape, num_workers: int, batche
 
 
 # ---- reporting ---------------------------------------------------------------------------------
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    names = (
-        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        if cpuinfo.exists()
-        else []
-    )
-    return (
-        f"{names[0] if names else platform.machine()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads"
-    )
-
-
 def summarise(measurements: list[Measurement], shape: Shape, device: torch.device, loader: float | None) -> dict:
     accelerator = detect_accelerator(device)
     flops_per_token = shape.config.flops_per_token(shape.seq_len)
@@ -649,9 +520,9 @@ def summarise(measurements: list[Measurement], shape: Shape, device: torch.devic
     targets, intervals = ratios([r for r in rows if r["error"] is None], loader)
     return {
         "date": datetime.date.today().isoformat(),
-        "device": device_description(device),
+        "device": machine_description(device),
         "peak_tflops": accelerator.bf16_tflops if accelerator else None,
-        "versions": {"torch": torch.__version__, "lightning": L.__version__, "python": platform.python_version()},
+        "versions": versions(),
         "shape": {"model": shape.config.to_dict(), "seq_len": shape.seq_len, "batch_size": shape.batch_size},
         "flops_per_token": flops_per_token,
         "variants": rows,
@@ -710,20 +581,6 @@ def ratios(rows: list[dict], loader: float | None) -> tuple[dict, dict]:
     return result, intervals
 
 
-def paired_ratio(
-    numerators: list[float], denominators: list[float], resamples: int = 2000
-) -> tuple[float, float, float] | None:
-    """Median of the per-step ratios (step i of one variant over step i of the other) and its 95%
-    bootstrap interval. Interleaved steps share the machine's load of their moment, so pairing them
-    cancels most of it. None when the variants timed different numbers of steps, or too few."""
-    if len(numerators) != len(denominators) or len(numerators) < 10:
-        return None
-    per_step = [a / b for a, b in zip(numerators, denominators)]
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(per_step, k=len(per_step))) for _ in range(resamples))
-    return statistics.median(per_step), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
-
-
 TARGETS = {
     "lightning_overhead": ("Lightning step vs bare loop", "{:+.1%}", "target ≤ +3%"),
     "lightning_overhead_cpu_time": ("Lightning step vs bare loop, CPU time", "{:+.1%}", "target ≤ +3%"),
@@ -748,7 +605,7 @@ def table(summary: dict, extra: dict[str, list[str]] | None = None) -> str:
         "peak memory MiB",
         *(extra or {}),
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells_per_row = []
     for i, r in enumerate(rows):
         memory = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:,.0f}"
         if r["error"] is not None:
@@ -764,8 +621,8 @@ def table(summary: dict, extra: dict[str, list[str]] | None = None) -> str:
                 memory,
             ]
         cells += [column[i] for column in (extra or {}).values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+        cells_per_row.append(cells)
+    lines = [markdown_table(header, cells_per_row), ""]
     for key, value in summary["ratios"].items():
         label, fmt, target = TARGETS[key]
         interval = summary["ratio_intervals"].get(key)
@@ -908,8 +765,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
-def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], script: Path) -> dict | None:
-    """Prepare data, measure the variants interleaved, then memory and the loader; None for a memory probe."""
+def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], module: str) -> dict | None:
+    """Prepare data, measure the variants interleaved, then memory and the loader; None for a memory probe.
+
+    ``module`` (the calling script, e.g. benchmarks.features) runs again for each CPU memory probe."""
     quiet_lightning()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -920,9 +779,10 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], scri
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         data_dir, shape = setup_data(args, workdir)
+        bench = Bench(shape, data_dir, workdir, device)
         if args.probe_memory:
             variant = next(v for v in variants if v.name == args.probe_memory)
-            print(MEMORY_TAG + json.dumps(probe_memory(variant, shape, data_dir, workdir, device)), flush=True)
+            print(MEMORY_TAG + json.dumps(probe_memory(variant, bench)), flush=True)
             return None
         torch.manual_seed(1337)
         stop_on_sigterm()
@@ -932,10 +792,10 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], scri
                 args.interleave == "auto" and device.type == "cpu" and sum(v.kind == "lightning" for v in variants) <= 1
             )
             how = measure_step_interleaved if step_wise else measure
-            measurements = how(variants, shape, data_dir, workdir, device, args.rounds, args.warmup, args.steps)
+            measurements = how(variants, bench, args.rounds, args.warmup, args.steps)
             if args.memory and device.type == "cpu":
                 probe_argv = [*argv, "--data-dir", str(data_dir), "--no-memory", "--loader-batches", "0"]
-                memory_in_subprocesses(measurements, script, probe_argv)
+                memory_in_subprocesses(measurements, module, probe_argv)
             if args.loader_batches:
                 loader = loader_tokens_per_sec(data_dir, shape, args.num_workers, args.loader_batches)
         except TimeLimit as stopped:  # report what was measured before the time limit
@@ -946,7 +806,7 @@ def run(args: argparse.Namespace, argv: list[str], variants: list[Variant], scri
 def main(argv: list[str] | None = None) -> dict | None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    summary = run(args, argv, variants_from_args(args), Path(__file__).resolve())
+    summary = run(args, argv, variants_from_args(args), "benchmarks.throughput")
     if summary is not None:
         report(summary, args)
     return summary

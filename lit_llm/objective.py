@@ -1,4 +1,5 @@
-"""The training objective in plain PyTorch: next-token loss, AdamW parameter groups, learning-rate schedules.
+"""The training objective in plain PyTorch: next-token loss (plain, or chunked so the logits are never whole),
+AdamW parameter groups, learning-rate schedules.
 
 Shared by the LightningModule, the benchmarks' bare loop and `plan --mfu measure`, so none of them
 needs Lightning to compute what training computes.
@@ -14,11 +15,72 @@ import torch
 import torch.nn.functional as F
 
 LRScheduleName = Literal["cosine", "wsd", "constant"]
+LossName = Literal["plain", "chunked"]
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy, computed in fp32."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T`` that never holds all the logits.
+
+    The forward pass walks chunks of tokens and computes each chunk's loss and its gradients at once
+    (softmax minus the one-hot target), so one chunk of fp32 logits exists at a time and the backward
+    pass only scales the stored gradients. Same FLOPs as the head, the loss and their backward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_tokens: int):
+        n = hidden.size(0)
+        accumulate = torch.promote_types(weight.dtype, torch.float32)  # fp32 under autocast too
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=accumulate)
+        total = torch.zeros((), device=hidden.device, dtype=accumulate)
+        for start in range(0, n, chunk_tokens):
+            h, t = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
+            logits = (h @ weight.T).to(accumulate)
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            grad_logits = torch.exp_(logits.sub_(lse[:, None]))  # softmax, in place
+            grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
+            grad_logits.div_(n)
+            # under bf16 autocast these matmuls run in bf16, as the head's own backward would
+            grad_hidden[start : start + chunk_tokens] = grad_logits @ weight
+            grad_weight += grad_logits.T @ h
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None
+
+
+def chunk_tokens_for(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
+    """Tokens per chunk so that one chunk's fp32 logits stay near ``budget_bytes``."""
+    return max(128, budget_bytes // (4 * vocab_size))
+
+
+def chunked_next_token_loss(
+    hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor, chunk_tokens: int | None = None
+) -> torch.Tensor:
+    """``next_token_loss(hidden @ head_weight.T, targets)`` computed ``chunk_tokens`` tokens at a time.
+
+    ``hidden`` is ``GPT.hidden_states`` (B, T, n_embd) and ``head_weight`` the output head's (vocab, n_embd)
+    weight. At a large vocabulary the logits, their fp32 softmax and their gradient dominate a step's
+    memory; here only one chunk of them exists at a time (docs/benchmarks.md).
+    """
+    hidden, targets = hidden.flatten(0, 1), targets.flatten()
+    chunk_tokens = chunk_tokens or chunk_tokens_for(head_weight.size(0))
+    if torch.is_grad_enabled() and (hidden.requires_grad or head_weight.requires_grad):
+        return _ChunkedLinearCrossEntropy.apply(hidden, head_weight, targets, chunk_tokens)
+    total = sum(  # no gradients wanted (validation): the losses alone, chunk by chunk
+        F.cross_entropy((h @ head_weight.T).float(), t, reduction="sum")
+        for h, t in zip(hidden.split(chunk_tokens), targets.split(chunk_tokens))
+    )
+    return total / hidden.size(0)
 
 
 def weight_decay_groups(parameters, weight_decay: float) -> list[dict]:

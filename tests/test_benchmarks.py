@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
 TOY = [
     "--preset",
     "micro",
@@ -27,11 +27,12 @@ TOY = [
 ]
 
 
-def run_benchmark(script: str, *args: str, tmp_path: Path) -> dict:
-    out = tmp_path / f"{script}.json"
+def run_benchmark(module: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{module}.json"
     cmd = [
         sys.executable,
-        str(BENCHMARKS / script),
+        "-m",
+        module,
         *TOY,
         "--workdir",
         str(tmp_path / "work"),
@@ -39,7 +40,7 @@ def run_benchmark(script: str, *args: str, tmp_path: Path) -> dict:
         str(out),
         *args,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -53,7 +54,7 @@ def assert_measured(summary: dict, names: list[str]) -> None:
 
 
 def test_throughput_measures_lightning_bare_and_reference_with_memory_and_loader(tmp_path):
-    summary = run_benchmark("throughput.py", "--loader-batches", "5", tmp_path=tmp_path)
+    summary = run_benchmark("benchmarks.throughput", "--loader-batches", "5", tmp_path=tmp_path)
     assert_measured(summary, ["lightning", "bare", "reference"])
     assert all(r["peak_memory_bytes"] > 0 for r in summary["variants"])
     assert set(summary["ratios"]) >= {"lightning_overhead", "lit_model_vs_reference", "loader_vs_training"}
@@ -61,6 +62,23 @@ def test_throughput_measures_lightning_bare_and_reference_with_memory_and_loader
 
 
 def test_features_compares_each_feature_with_the_baseline(tmp_path):
-    summary = run_benchmark("features.py", "--features", "gelu,optimizer", "--no-memory", tmp_path=tmp_path)
-    assert_measured(summary, ["baseline", "tanh-gelu", "foreach-adamw", "for-loop-adamw"])
+    summary = run_benchmark(
+        "benchmarks.features", "--features", "gelu,optimizer,checkpointing", "--no-memory", tmp_path=tmp_path
+    )
+    assert_measured(summary, ["baseline", "tanh-gelu", "foreach-adamw", "for-loop-adamw", "activation-checkpointing"])
     assert summary["variants"][1]["settings"]["gelu"] == "tanh"
+
+
+def test_whole_process_times_lit_llm_and_the_nanogpt_script_end_to_end(tmp_path):
+    out, work = tmp_path / "whole.json", tmp_path / "work"
+    cmd = [sys.executable, "-m", "benchmarks.whole_process", "--runs", "4:2", "--pairs", "1"]
+    cmd += ["--workdir", str(work), "--json", str(out), "--lit-llm-args", "--model.sample_tokens=5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["steps"] == 4 and run["interval"] == 2
+    assert all(t[0] > 0 for t in run["seconds"].values()) and run["speed_vs_nanogpt"] > 0
+    run_dir = work / "runs-4-2-0"
+    assert (run_dir / "lit-llm" / "checkpoints" / "last.ckpt").is_file()
+    log = (run_dir / "nanoGPT.log").read_text()
+    assert "step 0:" in log and "step 4:" in log and "iter 4:" in log  # evaluations at 0, 2, 4; steps 0..4

@@ -14,8 +14,10 @@ from lit_llm.checkpointing import CHECKPOINT_KEY
 from lit_llm.config import ModelConfig
 from lit_llm.model import GPT
 from lit_llm.objective import (
+    LossName,
     LRSchedule,
     LRScheduleName,
+    chunked_next_token_loss,
     next_token_loss,
     weight_decay_groups,
 )
@@ -114,6 +116,7 @@ class LitLLM(L.LightningModule):
         global_batch_size: int | None = None,
         compile: bool = False,
         activation_checkpointing: bool = False,
+        loss: LossName = "plain",
         max_nonfinite_steps: int = 5,
         sample_prompt: str = "\n",
         sample_tokens: int = 200,
@@ -137,6 +140,9 @@ class LitLLM(L.LightningModule):
                 derived from it, the micro batch (data.batch_size) and the device count.
             compile: torch.compile the model.
             activation_checkpointing: recompute each block in the backward pass to save memory.
+            loss: ``plain`` (logits, then cross-entropy) or ``chunked`` (head and cross-entropy a chunk of
+                tokens at a time: the same loss and gradients without ever holding all the logits, which
+                saves most of a step's memory at a large vocabulary; not with a sharded model).
             max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss or gradient
                 (checked on logging steps: every ``trainer.log_every_n_steps``).
             sample_prompt: text the model continues at every validation (logged to TensorBoard).
@@ -167,6 +173,7 @@ class LitLLM(L.LightningModule):
         self.global_batch_size = global_batch_size
         self.compile = compile
         self.activation_checkpointing = activation_checkpointing
+        self.loss_name = loss
         self.max_nonfinite_steps = max_nonfinite_steps
         self.sample_prompt = sample_prompt
         self.sample_tokens = sample_tokens
@@ -233,6 +240,9 @@ class LitLLM(L.LightningModule):
         # Compiled with the model, the loss reads the logits twice instead of materialising fp32 copies of
         # them (docs/benchmarks.md: 1.26x a step and 0.74x the memory at a 50k vocabulary on a CPU).
         self.next_token_loss = torch.compile(next_token_loss) if self.compile else next_token_loss
+        if self.loss_name == "chunked" and sharded:  # hidden_states skips the root's all-gather hook
+            raise ValueError("model.loss chunked does not work with a sharded model (fsdp2); use model.loss plain")
+        self.trunk = torch.compile(self.model.hidden_states) if self.compile else self.model.hidden_states
         if self.initial_weights is not None:
             load_full_state_dict(self.model, self.initial_weights)
             self.initial_weights = None
@@ -244,6 +254,8 @@ class LitLLM(L.LightningModule):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
+        if self.loss_name == "chunked":
+            return chunked_next_token_loss(self.trunk(inputs), self.model.lm_head.weight, targets)
         return self.next_token_loss(self.model(inputs), targets)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
