@@ -328,6 +328,9 @@ def plan(
             YAML's trainer.precision is used (Lightning's default, 32-true, if it sets none).
         json: Print the plan as JSON instead of a report.
     """
+    items = [config] if isinstance(config, str) else config or []
+    if preset is not None and items and all(item.startswith("--") for item in items):  # overrides, no YAML
+        raise ValueError(f"dotted options such as {items[0]} change a --config experiment, not a --preset")
     if (config is None) == (preset is None):
         raise ValueError(
             f"pass exactly one of --config (an experiment YAML) or --preset (one of: {', '.join(PRESETS)})"
