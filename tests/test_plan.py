@@ -495,6 +495,7 @@ def test_json_output_has_the_documented_fields(capsys):
         (dict(preset="gpt2-124m", tokens=0), ValueError, "--tokens must be positive"),
         (dict(preset="gpt2-124m", config="x.yaml"), ValueError, "exactly one of --config"),
         (dict(), ValueError, "exactly one of --config"),
+        (dict(preset="micro", config=["--trainer.max_steps=5"]), ValueError, "--trainer.max_steps=5 change a --config"),
         (dict(preset="gpt2-124m", mfu="40"), ValueError, "fraction in \\(0, 1\\]"),
         (dict(preset="gpt2-124m", mfu="fast"), ValueError, "'fast'"),
         (dict(preset="gpt2-124m", num_gpus=0), ValueError, "--num_gpus must be at least 1"),

@@ -339,6 +339,9 @@ def plan(
         budget_usd: the same for a budget in dollars at --price_per_gpu_hour.
         json: Print the plan as JSON instead of a report.
     """
+    items = [config] if isinstance(config, str) else config or []
+    if preset is not None and items and all(item.startswith("--") for item in items):  # overrides, no YAML
+        raise ValueError(f"dotted options such as {items[0]} change a --config experiment, not a --preset")
     accelerator = get_accelerator(gpu)
     given_mfu = parse_mfu(mfu)
     budget = (budget_flops, budget_gpu_hours, budget_usd)
