@@ -24,15 +24,23 @@ SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sh
 
 
 def replace_atomically(tmp: Path, path: Path) -> None:
-    """Move a fully written file or folder over ``path``; a kill at any point leaves one of the two intact."""
+    """Move a fully written file or folder over ``path``; a kill at any point leaves one of the two intact.
+
+    A folder cannot be renamed over another, so it takes two renames: ``NAME`` -> ``NAME.old``, then
+    ``NAME.tmp`` -> ``NAME``; a kill in between leaves no ``NAME`` but a complete ``NAME.old``, which
+    ``newest_checkpoint`` finds.
+    """
+    old = path.with_name(path.name + ".old")
     if tmp.is_dir() and path.exists():
-        old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
         tmp.rename(path)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
     else:
         os.replace(tmp, path)  # files: one atomic rename
+    if old.is_dir():
+        shutil.rmtree(old)  # also the leftover of an earlier kill between the two renames
+    elif old.exists():
+        old.unlink()
 
 
 def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
@@ -58,23 +66,73 @@ def read_checkpoint(path: Path) -> dict:
     try:
         if not is_sharded_checkpoint(path):
             return torch.load(path, map_location="cpu", weights_only=True)
-        from torch.distributed.checkpoint import FileSystemReader
-        from torch.distributed.checkpoint.default_planner import (
-            _EmptyStateDictLoadPlanner,
-        )
-        from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
         checkpoint = torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
-        tensors: dict = {}
-        _load_state_dict(
-            tensors, storage_reader=FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(), no_dist=True
-        )
-        checkpoint["state_dict"] = tensors["state_dict"]
+        reader = dcp.FileSystemReader(str(path))
+        # The weights only: the AdamW states beside them are twice their size and no reader here needs them.
+        prefix = "state_dict."
+        tensors = {
+            key.removeprefix(prefix): torch.empty(meta.size, dtype=meta.properties.dtype)
+            for key, meta in reader.read_metadata().state_dict_metadata.items()
+            if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)
+        }
+        dcp.load({"state_dict": tensors}, storage_reader=reader, no_dist=True)
+        checkpoint["state_dict"] = tensors
         return checkpoint
     except Exception as err:
         raise ValueError(
             f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt"
         ) from None
+
+
+def checkpoint_header(path: Path) -> dict:
+    """A checkpoint's entries without reading its tensors, whatever the model size: a file is
+    memory-mapped, a sharded folder gives its small ``meta.pt``."""
+    if path.is_dir():
+        return torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The optimizer step a checkpoint was saved at, or None when it is incomplete or unreadable: a file
+    cut short by a kill has no zip directory; a sharded folder is complete once the distributed
+    checkpoint's ``.metadata`` (written last) is there."""
+    try:
+        if path.is_dir() and not (path / ".metadata").is_file():
+            return None
+        return int(checkpoint_header(path)["global_step"])
+    except Exception:
+        return None
+
+
+def resume_candidates(run_dir: Path, folder: Path | None = None) -> list[Path]:
+    """Checkpoints a run can continue from: in ``folder`` (default RUN/checkpoints) ``last.ckpt``, periodic
+    ``step-*.ckpt`` and ``NAME.old`` left by a kill between a folder swap's two renames; in the run folder
+    Lightning's SLURM ``hpc_ckpt_N.ckpt``. Never ``best.ckpt`` (saved during validation, for inference)
+    nor ``NAME.tmp`` (being written)."""
+    folder = folder or run_dir / "checkpoints"
+    return [
+        folder / "last.ckpt",
+        *sorted(folder.glob("step-*.ckpt")),
+        *sorted(run_dir.glob("hpc_ckpt_*.ckpt")),
+        folder / "last.ckpt.old",
+        *sorted(folder.glob("step-*.ckpt.old")),
+    ]
+
+
+def newest_checkpoint(run_dir: str | Path, folder: Path | None = None) -> tuple[Path, int] | None:
+    """The complete checkpoint of ``run_dir`` at the latest step, and that step (None: nothing to resume).
+
+    On a tie the earlier candidate wins (``last.ckpt`` before ``step-*``): both hold the same state.
+    """
+    best: tuple[Path, int] | None = None
+    for path in resume_candidates(Path(run_dir), folder):
+        step = checkpoint_step(path) if path.exists() else None
+        if step is not None and (best is None or step > best[1]):
+            best = (path, step)
+    return best
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -83,12 +141,14 @@ def is_hf_folder(path: Path) -> bool:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, sharded checkpoint folder or Hugging Face model folder as it is, or a run
-    folder's checkpoints/last.ckpt."""
+    folder's checkpoints/last.ckpt (its newest complete checkpoint when a kill left none)."""
     path = Path(path).expanduser()
     if path.is_dir() and not is_sharded_checkpoint(path) and not is_hf_folder(path):
         for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
             if candidate.exists():
                 return candidate
+        if newest := newest_checkpoint(path):
+            return newest[0]
         raise FileNotFoundError(
             f"run folder {path} has no checkpoints/last.ckpt (nor {HF_CONFIG} of a Hugging Face model); "
             f"train it with `lit-llm fit` or pass a .ckpt file"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
+USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options; lit-llm --version)
 
 commands:
   prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if from_shell else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return
+    if argv[0] == "--version":
+        from lit_llm import __version__
+
+        print(f"lit-llm {__version__}")
         return
     command, args = argv[0], argv[1:]
     try:

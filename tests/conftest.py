@@ -4,17 +4,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared corpus {path} not available")
-    return path
+@pytest.fixture(scope="session")
+def shakespeare_documents(tmp_path_factory) -> Path:
+    """Tiny Shakespeare (shipped) cut into five documents of ~220k characters: a folder of long texts."""
+    folder = tmp_path_factory.mktemp("documents")
+    text = SHAKESPEARE.read_text()
+    size = -(-len(text) // 5)
+    for i in range(5):
+        (folder / f"part-{i}.txt").write_text(text[i * size : (i + 1) * size])
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -31,4 +34,17 @@ def byte_dataset(tmp_path_factory, shakespeare_slice) -> Path:
 
     out = tmp_path_factory.mktemp("data") / "shakespeare-byte"
     prepare([str(shakespeare_slice)], str(out), tokenizer="byte", num_workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """~80 training sequences of 33 tokens: an epoch lasts 20 steps (10 under 2-process DDP), so resume
+    tests cross epoch boundaries after the resume, where resumed loaders have been known to go wrong."""
+    from lit_llm.data.prepare import prepare
+
+    corpus = tmp_path_factory.mktemp("small") / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text()[:3000])
+    out = corpus.parent / "data"
+    prepare([str(corpus)], str(out), num_workers=1)
     return out

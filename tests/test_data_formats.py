@@ -12,7 +12,6 @@ from lit_llm.data import readers
 from lit_llm.data.prepare import assign_splits, prepare, training_sample
 from lit_llm.data.shards import open_split
 from lit_llm.tokenizer import Tokenizer
-from tests.conftest import shared
 
 STORIES = [f"Story {i}: the fox number {i} jumped over {i % 7} lazy dogs." for i in range(40)]
 
@@ -134,16 +133,16 @@ def test_shards_do_not_depend_on_worker_count_or_part_size(tmp_path, monkeypatch
         ).read_bytes()
 
 
-def test_long_documents_encode_in_pieces_exactly_like_whole(tmp_path):
+def test_long_documents_encode_in_pieces_exactly_like_whole(tmp_path, shakespeare_documents):
     prepare(
-        [str(shared("gutenberg") / "frankenstein.txt")],
+        [str(shakespeare_documents / "part-0.txt")],
         str(tmp_path / "bpe"),
         tokenizer="bpe",
         vocab_size=512,
         num_workers=1,
     )
     tokenizer = Tokenizer.from_file(tmp_path / "bpe" / "tokenizer.json")
-    novel = (shared("gutenberg") / "alice_in_wonderland.txt").read_text()
+    novel = (shakespeare_documents / "part-4.txt").read_text()
     for text in (novel, novel.replace("\n", "\r\n")):
         pieces = list(readers.segments(text, limit=5000))
         assert len(pieces) > 20 and "".join(pieces) == text

@@ -68,7 +68,7 @@ def test_mixed_loader_resumes_where_it_stopped(letters):
     resumed = mixed(letters, [0.5, 0.3, 0.2]).train_dataloader()
     resumed.load_state_dict(state)
     got = [batch for _, batch in zip(range(5), resumed)]
-    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert len(got) == len(expected) == 5 and all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
 def test_bad_mixtures_are_clear_errors(letters, byte_dataset, tmp_path):

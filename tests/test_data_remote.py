@@ -80,9 +80,9 @@ def test_round_trip_through_s3(s3, corpus, tmp_path):
 
     options = {"batch_size": 4, "seq_len": 16, "num_workers": 1, "cache_dir": str(tmp_path / "cache")}
     streamed = first_batches(TokenDataModule("s3://lit-llm/ds", **options))
-    assert all(
-        torch.equal(a, b) for a, b in zip(streamed, first_batches(TokenDataModule(str(tmp_path / "local"), **options)))
-    )
+    local_batches = first_batches(TokenDataModule(str(tmp_path / "local"), **options))
+    assert len(streamed) == len(local_batches) == 3
+    assert all(torch.equal(a, b) for a, b in zip(streamed, local_batches))
     mixed = TokenDataModule(
         sources=[DataSource(str(tmp_path / "local")), DataSource("s3://lit-llm/ds", name="remote")], **options
     )

@@ -102,9 +102,10 @@ def test_validate_reports_val_loss(trained_run, byte_dataset, capsys):
     assert "val/loss" in capsys.readouterr().out
 
 
-def test_fresh_fit_refuses_a_folder_that_holds_a_run(trained_run, byte_dataset, capsys):
-    with pytest.raises(SystemExit, match="already holds a run; resume it with --ckpt_path last"):
-        fit(byte_dataset, trained_run, "--trainer.max_steps", "5")
+def test_fit_refuses_a_folder_that_holds_a_run_of_another_model(trained_run, byte_dataset, capsys):
+    # the same model resumes there instead (tests/test_preemption.py)
+    with pytest.raises(SystemExit, match=r"holds a run of another model \(n_layer 2 there, 3 here\)"):
+        fit(byte_dataset, trained_run, "--trainer.max_steps", "5", "--model.architecture.n_layer", "3")
 
 
 def test_vocabulary_too_large_for_model_is_refused(byte_dataset, tmp_path):

@@ -4,7 +4,6 @@ import pytest
 
 from lit_llm.data.prepare import prepare
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer
-from tests.conftest import shared
 
 
 def test_byte_tokenizer_round_trips_any_text():
@@ -26,10 +25,9 @@ def test_single_document_splits_like_nanogpt(byte_dataset, shakespeare_slice):
     assert Tokenizer.from_file(byte_dataset / "tokenizer.json").vocab_size == 257
 
 
-def test_bpe_on_many_documents_splits_by_document(tmp_path):
-    novels = shared("gutenberg")
+def test_bpe_on_many_documents_splits_by_document(tmp_path, shakespeare_documents):
     meta = prepare(
-        [str(novels / "*.txt")],
+        [str(shakespeare_documents / "*.txt")],
         str(tmp_path / "out"),
         tokenizer="bpe",
         vocab_size=1024,
@@ -41,14 +39,21 @@ def test_bpe_on_many_documents_splits_by_document(tmp_path):
     assert not set(train["sources"]) & set(val["sources"])
     assert meta["vocab_size"] == 1024
     tok = Tokenizer.from_file(tmp_path / "out" / "tokenizer.json")
-    text = "It is a truth universally acknowledged"
+    text = "What is the matter with you, my good lord?"
     assert tok.decode(tok.encode(text)) == text
     assert len(tok.encode(text)) < len(text) / 2  # BPE actually merges
 
 
-def test_existing_tokenizer_file_is_reused(tmp_path, byte_dataset, shakespeare_slice):
-    meta = prepare([str(shakespeare_slice)], str(tmp_path / "out"), tokenizer=str(byte_dataset / "tokenizer.json"))
-    assert meta["vocab_size"] == 257
+def test_existing_tokenizer_file_is_reused(tmp_path, shakespeare_slice):
+    """A trained BPE tokenizer (not the byte one, which any byte-level run would reproduce) is used as it is."""
+    trained = prepare([str(shakespeare_slice)], str(tmp_path / "bpe"), tokenizer="bpe", vocab_size=300)
+    source = tmp_path / "bpe" / "tokenizer.json"
+    other = tmp_path / "other.txt"
+    other.write_text("Completely different words: zebra, quantum, xylophone. " * 200)
+    meta = prepare([str(other)], str(tmp_path / "out"), tokenizer=str(source))
+    assert meta["vocab_size"] == trained["vocab_size"] == 300
+    reused, original = Tokenizer.from_file(tmp_path / "out" / "tokenizer.json"), Tokenizer.from_file(source)
+    assert reused.backend.get_vocab() == original.backend.get_vocab()
 
 
 def test_glob_and_folder_inputs(tmp_path):

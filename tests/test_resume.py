@@ -1,4 +1,6 @@
-"""Kill a run with SIGKILL after a checkpoint, resume it with --ckpt_path last, and compare step by step."""
+"""Kill a run with SIGKILL after a checkpoint, resume it with --ckpt_path last, and compare step by step.
+
+The helpers here (fit_command, reference_losses, losses_by_step) also serve tests/test_preemption.py."""
 
 import os
 import signal
@@ -12,22 +14,32 @@ import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from lit_llm.checkpointing import load_checkpoint
-from lit_llm.data.prepare import prepare
-from tests.conftest import REPO, SHAKESPEARE
+from tests.conftest import REPO
 
 MAX_STEPS = 40
 KILL_AFTER = "step-000020.ckpt"
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory) -> Path:
-    """~80 training sequences of 33 tokens: an epoch lasts 20 steps (10 under 2-process DDP), so the runs
-    below cross epoch boundaries after the resume, where resumed loaders have been known to go wrong."""
-    corpus = tmp_path_factory.mktemp("small") / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text()[:3000])
-    out = corpus.parent / "data"
-    prepare([str(corpus)], str(out), num_workers=1)
-    return out
+LAUNCH = {"single": [], "ddp": ["--trainer.strategy", "ddp", "--trainer.devices", "2"]}
+LAUNCH["fsdp2"] = ["--trainer.strategy", "fsdp2", "--trainer.devices", "2"]
+_REFERENCES: dict[str, dict[int, float]] = {}
+
+
+def reference_losses(data_dir: Path, tmp_path_factory, launch: str) -> dict[int, float]:
+    """train/loss per step of an uninterrupted run, trained once per launch for every test that needs it."""
+    if launch not in _REFERENCES:
+        run_dir = tmp_path_factory.mktemp(f"reference-{launch}")
+        run(fit_command(data_dir, run_dir, *LAUNCH[launch]))
+        _REFERENCES[launch] = losses_by_step(run_dir)
+    return _REFERENCES[launch]
+
+
+def assert_same_losses(expected: dict[int, float], got: dict[int, float], steps: range) -> float:
+    """Every step of ``steps`` logged by both runs with the same loss; returns the largest difference."""
+    assert set(steps) <= set(expected) and set(steps) <= set(got), (sorted(expected), sorted(got))
+    largest = max(abs(expected[s] - got[s]) for s in steps)
+    assert largest < 1e-5, f"max abs loss difference after resume: {largest}"
+    return largest
 
 
 def fit_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -99,20 +111,15 @@ def run(command: list[str]) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launch", ["single", "ddp", "fsdp2"])
-def test_killed_run_resumes_exactly(small_dataset, tmp_path, launch):
-    extra = [] if launch == "single" else ["--trainer.strategy", launch, "--trainer.devices", "2"]
-    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    run(fit_command(small_dataset, reference, *extra))
-
+def test_killed_run_resumes_exactly(small_dataset, tmp_path_factory, tmp_path, launch):
+    expected = reference_losses(small_dataset, tmp_path_factory, launch)
+    resumed = tmp_path / "resumed"
+    extra = LAUNCH[launch]
     kill_after_checkpoint(fit_command(small_dataset, resumed, *extra), resumed / "checkpoints" / KILL_AFTER)
     run(fit_command(small_dataset, resumed, *extra, "--ckpt_path", "last"))
-
-    expected, got = losses_by_step(reference), losses_by_step(resumed)
-    after_resume = range(20, MAX_STEPS)
-    assert set(after_resume) <= set(expected) and set(after_resume) <= set(got)
-    diffs = [abs(expected[s] - got[s]) for s in after_resume]
-    assert max(diffs) < 1e-5, f"max abs loss difference after resume: {max(diffs)}"
+    assert_same_losses(expected, losses_by_step(resumed), range(20, MAX_STEPS))
     if launch == "fsdp2":
         check_consolidated_checkpoint(resumed / "checkpoints" / "last.ckpt", tmp_path / "consolidated.ckpt")
 

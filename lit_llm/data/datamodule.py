@@ -8,6 +8,7 @@ source separately so the module can log ``val/<name>/loss`` next to the overall 
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,13 @@ class DataSource:
     path: str
     weight: float = 1.0
     name: str | None = None
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave SIGTERM and SIGUSR1 to the training process, which saves a checkpoint and then
+    stops them: a scheduler that signals every process of a job (SLURM) would otherwise kill them first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -129,6 +137,7 @@ class TokenDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             drop_last=True,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def train_dataloader(self) -> StreamingDataLoader:

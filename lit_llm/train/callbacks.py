@@ -1,18 +1,23 @@
 """Trainer plug-ins: throughput/MFU logging with an end-of-run cost summary, text samples at validation,
-and the checkpoint callback and writer."""
+and the checkpoint callback (which also stops a run cleanly on SIGTERM or SLURM's warning signal) and writer."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import threading
 import time
 from collections import deque
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_llm.checkpointing import save_atomically
 from lit_llm.estimate import run_cost_summary
@@ -23,22 +28,46 @@ from lit_llm.sampling import generate
 class Throughput(L.Callback):
     """Logs ``train/tokens_per_sec`` (all devices together) and ``train/mfu`` where the chip's peak is known.
 
-    The rate is measured over the last ``log_every_n_steps`` optimizer steps, wall clock between step
-    ends, so it is what the run really achieved, data loading and hooks included. Reads from the module
-    what LitLLM documents for callbacks: ``config``, ``device`` and ``logs_this_step``.
+    The rate is measured over the last ``log_every_n_steps`` optimizer steps, on a clock that stops from
+    the start of a validation or a checkpoint save to the start of the next training batch, so the curve
+    shows training speed (data loading and hooks included) without dips after each validation and
+    checkpoint. The end-of-run cost summary is the all-in figure: wall clock from the first step.
+    Reads from the module what LitLLM documents for callbacks: ``config``, ``device`` and ``logs_this_step``.
     """
 
     def __init__(self) -> None:
-        self.step_ends: deque[tuple[float, int]] = deque()  # (time, tokens so far) at recent optimizer steps
+        self.step_ends: deque[tuple[float, int]] = deque()  # (training clock, tokens so far) at recent steps
         self.last_step = -1
         self.run_start = 0.0
         self.run_tokens = 0
         self.seq_len: int | None = None  # of the batches trained on
         self.accelerator = None
+        self.excluded = 0.0  # seconds of validation and checkpointing so far, off the training clock
+        self.paused_at: float | None = None
+        self.training = False  # the sanity check's validation runs before training starts
+
+    def training_clock(self) -> float:
+        return time.perf_counter() - self.excluded
+
+    def pause(self) -> None:
+        if self.paused_at is None and self.training:
+            self.paused_at = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.accelerator = detect_accelerator(pl_module.device)
         self.run_start = time.perf_counter()
+        self.training = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.pause()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.pause()  # the save itself follows this hook; no hook marks its end, the next batch start does
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self.paused_at is not None:
+            self.excluded += time.perf_counter() - self.paused_at
+            self.paused_at = None
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -48,7 +77,7 @@ class Throughput(L.Callback):
         if trainer.global_step == self.last_step:  # still accumulating gradients
             return
         self.last_step = trainer.global_step
-        self.step_ends.append((time.perf_counter(), self.run_tokens))
+        self.step_ends.append((self.training_clock(), self.run_tokens))
         if len(self.step_ends) > trainer.log_every_n_steps + 1:
             self.step_ends.popleft()
         if len(self.step_ends) < 2 or not pl_module.logs_this_step:  # the first step includes start-up and
@@ -117,10 +146,106 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         save_atomically(checkpoint, Path(path))
 
 
+class Preempted(SystemExit):
+    """The run stopped on a signal after saving ``last.ckpt``; the exit status is 128 + the signal number,
+    what a shell reports for a killed process and what schedulers (Kubeflow, torchrun) treat as retryable."""
+
+
 class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, plus: ``last.ckpt`` always holds the final step when training ends
-    (Lightning only writes it at the end if it was never written before)."""
+    """Lightning's ModelCheckpoint, plus:
+
+    - ``last.ckpt`` always holds the final step when training ends (Lightning only writes it at the end
+      if it was never written before);
+    - on SIGTERM (any scheduler, Kubernetes, spot instances), or SLURM's warning signal (the
+      SLURMEnvironment's ``requeue_signal``, SIGUSR1 by default, sent by ``#SBATCH --signal``), the run
+      finishes the optimizer step it is in, writes ``last.ckpt`` on every rank, logs the step, requeues
+      the SLURM job (when the environment's ``auto_requeue`` is on), and exits (``Preempted``), without
+      that step's validation. The signal handler only sets a flag, and the ranks agree on it at each step
+      boundary: a save is collective under FSDP2, and a step boundary is where a checkpoint resumes
+      exactly. The same command line then resumes.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_signal = 0  # the signal this process received; 0: none
+        self.exit_signal = 0  # the signal all ranks agreed on, once last.ckpt holds the step
+        self.requeue_signal: int | None = None
+        self.checked_step = -1
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.checked_step = trainer.global_step
+        signals = [signal.SIGTERM]
+        environment = trainer._accelerator_connector.cluster_environment
+        if isinstance(environment, SLURMEnvironment) and environment.requeue_signal is not None:
+            signals.append(environment.requeue_signal)
+            self.requeue_signal = environment.requeue_signal if environment.auto_requeue else None
+        # Replaces Lightning's handlers (restored when fit ends): they save from inside the handler, which
+        # is not collective-safe, and only to hpc_ckpt_N.ckpt.
+        if threading.current_thread() is threading.main_thread():
+            for signum in signals:
+                signal.signal(signum, self.on_signal)
+        if trainer.received_sigterm:  # arrived before training started, under Lightning's handler
+            self.stop_signal = signal.SIGTERM
+
+    def on_signal(self, signum: int, frame) -> None:
+        self.stop_signal = self.stop_signal or signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.global_step == self.checked_step:  # still accumulating gradients
+            return
+        self.checked_step = trainer.global_step
+        signum = agreed_signal(trainer, self.stop_signal)
+        if not signum or trainer.global_step >= trainer.max_steps:  # the last step finishes the run normally
+            return
+        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        # Exit at the next hook, once Lightning has written this step's metrics (after this hook).
+        self.exit_signal = signum
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.exit_if_stopping(trainer)  # the stopping step's validation is skipped
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.exit_if_stopping(trainer)
+
+    def exit_if_stopping(self, trainer) -> None:
+        if not self.exit_signal:
+            return
+        trainer.strategy.barrier()
+        name = signal.Signals(self.exit_signal).name
+        rank_zero_info(
+            f"{name}: saved {self.last_model_path} at step {trainer.global_step}; run the same command to resume"
+        )
+        if self.exit_signal == self.requeue_signal and trainer.is_global_zero:
+            requeue_slurm_job()
+        raise Preempted(128 + self.exit_signal)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def agreed_signal(trainer: L.Trainer, local: int) -> int:
+    """The largest stop signal any rank received (0: none), on every rank, so all stop at the same step."""
+    if trainer.world_size == 1:
+        return local
+    flag = torch.tensor([local], device=trainer.strategy.root_device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def requeue_slurm_job() -> None:
+    """``scontrol requeue`` this job (an array task by its own id), as Lightning's SLURM handler does."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    except FileNotFoundError:
+        rank_zero_warn(f"cannot requeue SLURM job {job}: no scontrol on PATH; resubmit the same script")
+        return
+    if result.returncode:
+        rank_zero_warn(f"scontrol requeue {job} failed ({result.stderr.strip()}); resubmit the same script")
+    else:
+        rank_zero_info(f"requeued SLURM job {job}")

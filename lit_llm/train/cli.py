@@ -1,14 +1,27 @@
 """LightningCLI for `lit-llm fit` and `lit-llm validate`: the experiment YAML's trainer, model, data and
-checkpoint sections, the TensorBoard run folder, and the guard against mixing two runs in one folder."""
+checkpoint sections, the TensorBoard run folder, resuming a run folder's newest checkpoint, and the
+guard against mixing two runs of different models in one folder."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_llm.checkpointing import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.train.callbacks import RunCheckpoint
+
+HPARAMS_METRIC = "hp/val_loss"  # the final val loss, beside the hyperparameters in TensorBoard's HPARAMS tab
+
+
+class HelpFormatter(DefaultHelpFormatter):
+    """Help texts come from docstrings (Lightning's and ours), written in reStructuredText: show
+    ``name`` as `name` in a terminal."""
+
+    def _expand_help(self, action) -> str:
+        return super()._expand_help(action).replace("``", "`")
 
 
 class LitLLMCLI(LightningCLI):
@@ -36,6 +49,11 @@ class LitLLMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Log to TensorBoard directly in the run folder (default_root_dir), which also holds checkpoints/."""
         trainer = self.config[self.subcommand].trainer
+        if trainer.gradient_clip_val is not None:  # clipping happens in LitLLM.configure_gradient_clipping
+            raise ValueError(
+                f"trainer.gradient_clip_val={trainer.gradient_clip_val} is not used by lit-llm; "
+                f"set --model.grad_clip {trainer.gradient_clip_val} instead (null disables clipping)"
+            )
         if trainer.logger in (None, True):
             trainer.logger = {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -43,14 +61,46 @@ class LitLLMCLI(LightningCLI):
             }
 
     def before_fit(self) -> None:
-        """Never mix two runs in one folder: a fresh fit into a folder that holds a run must resume or move."""
-        if self.config.fit.ckpt_path is None:
-            last = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-            if last.exists():
-                raise FileExistsError(
-                    f"{last.parent.parent} already holds a run; resume it with --ckpt_path last, "
-                    f"or start a new one with another --trainer.default_root_dir"
-                )
+        """The same command line starts a run and resumes it: without --ckpt_path (or with `last`), a run
+        folder that holds checkpoints resumes from the newest complete one, whatever wrote it (a periodic
+        or final save, a SIGTERM, a SLURM requeue, a kill mid-save). A folder holding a run of another
+        model is refused rather than mixed with this one."""
+        if self.config_init.fit.ckpt_path not in (None, "last"):
+            return
+        run_dir = Path(self.trainer.default_root_dir)
+        folder = self.config.fit.checkpoint.dirpath
+        newest = newest_checkpoint(run_dir, Path(folder) if folder else None)
+        if newest is None:
+            return
+        path, step = newest
+        check_same_model(path, self.model.architecture.to_dict(), run_dir)
+        print(f"resuming {run_dir} from {path} (step {step})", flush=True)
+        self.config_init.fit.ckpt_path = str(path)
+
+    def after_fit(self) -> None:
+        """Fill TensorBoard's HPARAMS tab: the resolved configuration, and the final val loss to compare by.
+        (Written to the event file only: checkpoints keep plain types, loadable with weights_only.)"""
+        val_loss = self.trainer.callback_metrics.get("val/loss")
+        if self.trainer.logger is None or val_loss is None:
+            return
+        sections = ("seed_everything", "trainer", "model", "data", "checkpoint")
+        config = {k: v for k, v in self.config.fit.as_dict().items() if k in sections}
+        self.trainer.logger.log_hyperparams(config, {HPARAMS_METRIC: float(val_loss)})
+
+
+def check_same_model(checkpoint: Path, architecture: dict, run_dir: Path) -> None:
+    """Refuse to continue a run folder's checkpoint with another model (vocab_size aside, which the data sets)."""
+    saved = checkpoint_header(checkpoint).get(CHECKPOINT_KEY, {}).get("model_config", {})
+    differences = [
+        f"{key} {saved[key]} there, {value} here"
+        for key, value in architecture.items()
+        if key in saved and key != "vocab_size" and saved[key] != value
+    ]
+    if differences:
+        raise FileExistsError(
+            f"{run_dir} holds a run of another model ({'; '.join(differences[:3])}); "
+            f"resume it with the configuration it was started with, or use another --trainer.default_root_dir"
+        )
 
 
 def run(args: list[str] | None) -> None:
@@ -69,13 +119,18 @@ def run(args: list[str] | None) -> None:
         args=args,
         seed_everything_default=1337,
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # LitLLM.configure_optimizers is the one optimizer and schedule
         trainer_defaults={
             "max_epochs": -1,
             "check_val_every_n_epoch": None,
             "default_root_dir": "checkpoints/run",
             "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
         },
-        parser_kwargs={"prog": "lit-llm"},
+        parser_kwargs={
+            "prog": "lit-llm",
+            "formatter_class": HelpFormatter,
+            **{name: {"formatter_class": HelpFormatter} for name in LitLLMCLI.subcommands()},
+        },
     )
 
 
