@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import ArgumentError
 
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
 
@@ -26,7 +27,29 @@ commands:
 # Errors a user can fix from the message alone: shown as one line, without a traceback
 # (FloatingPointError: lit_llm.train.module.NonFiniteLossError, which names the checkpoint to resume from;
 # ImportError: an optional extra that is not installed, named with its pip command).
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
+# ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
+# the whole usage, see exit_on_error below).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
+# Lines of jsonargparse's nested-type reports that restate the type instead of giving the reason.
+NOISE = ("Does not validate against any of the", "Subtypes:", "Errors:", "Given value", "- Expected a <class")
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line: jsonargparse reports a value that fails a ``str | ModelConfig`` type
+    as a ten-line dump of the subtypes and the whole Namespace; the reason is the one line that is not noise."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reasons = [line.removeprefix("- ") for line in lines if not line.startswith(NOISE)]
+    return " ".join(reasons) or type(err).__name__
+
+
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config`` YAML of fit/validate exists and is a mapping of sections, said in one line (LightningCLI
+    answers a list or a missing file with its 100-line usage)."""
+    from lit_llm.commands.plan import read_experiment_yaml
+
+    for flag, path in zip(args, args[1:]):
+        if flag in ("--config", "-c"):
+            read_experiment_yaml(path)
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
@@ -53,7 +76,7 @@ def run_function(function, prog: str, args: list[str]) -> None:
 
     docs = parse_docstring(function.__doc__ or "")
     flags = {name: p for name, p in inspect.signature(function).parameters.items() if p.annotation in (bool, "bool")}
-    parser = ArgumentParser(prog=prog, description=docs.short_description)
+    parser = ArgumentParser(prog=prog, description=docs.short_description, exit_on_error=False)
     parser.add_function_arguments(function, as_group=False, skip=set(flags))
     for name, param in flags.items():
         help_text = next((d.description for d in docs.params if d.arg_name == name), None)
@@ -109,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command in ("fit", "validate"):
+            check_config_files(args)
             from lit_llm.train.cli import run
 
             run(None if from_shell else argv)
@@ -124,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except USER_ERRORS as err:
-        sys.exit(f"lit-llm {command}: error: {err}")
+        name = "data info" if command == "data" else command
+        hint = f"; see `lit-llm {name} --help`" if isinstance(err, ArgumentError) else ""
+        sys.exit(f"lit-llm {name}: error: {one_line(err)}{hint}")
 
 
 if __name__ == "__main__":

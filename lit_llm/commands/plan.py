@@ -90,12 +90,7 @@ def count_devices(devices, source: str) -> int | None:
 def read_experiment(path: str) -> RunSpec:
     """A LightningCLI experiment YAML (trainer/model/data sections), read without importing Lightning."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"experiment config {path} not found; pass an existing YAML, "
-            "e.g. --config experiments/shakespeare-char-cpu.yaml"
-        )
-    raw = yaml.safe_load(file.read_text()) or {}
+    raw = read_experiment_yaml(path)
     trainer, model, data = (raw.get(section) or {} for section in ("trainer", "model", "data"))
     data_dir = data.get("data_dir") or next((source["path"] for source in data.get("sources") or []), None)
     config, note = resolve_vocab(model_config_from(model.get("architecture"), path), data_dir)
@@ -115,6 +110,28 @@ def read_experiment(path: str) -> RunSpec:
         sequences_per_gpu_step=micro_batch_size * accumulate if micro_batch_size else None,
         note=note,
     )
+
+
+def read_experiment_yaml(path: str) -> dict:
+    """An experiment YAML's sections (trainer, model, data, checkpoint), or one line saying why it has none."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"experiment config {path} not found; pass an existing YAML, "
+            "e.g. --config experiments/shakespeare-char-cpu.yaml"
+        )
+    try:
+        sections = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{path} is not valid YAML{where} ({getattr(err, 'problem', None) or err}); fix it") from None
+    if not isinstance(sections, dict | None):
+        raise ValueError(
+            f"{path} holds a YAML {type(sections).__name__}, not a mapping of sections (trainer:, model:, data:); "
+            "see experiments/*.yaml"
+        )
+    return sections or {}
 
 
 def preset_spec(preset: str, precision: str) -> RunSpec:

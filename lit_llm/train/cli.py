@@ -9,6 +9,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_llm.train.callbacks import RunCheckpoint
+from lit_llm.train.console import RunLine, quiet_lightning
 
 
 class LitLLMCLI(LightningCLI):
@@ -59,6 +60,7 @@ def run(args: list[str] | None) -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
+    quiet_lightning()
     import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
     from lit_llm.data.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
@@ -74,6 +76,7 @@ def run(args: list[str] | None) -> None:
             "check_val_every_n_epoch": None,
             "default_root_dir": "checkpoints/run",
             "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
+            "callbacks": [RunLine()],
         },
-        parser_kwargs={"prog": "lit-llm"},
+        parser_kwargs={"prog": "lit-llm", "exit_on_error": False},  # errors as one line, by lit_llm.cli
     )
