@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from argparse import ArgumentError
+from pathlib import Path
 
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options)
 
@@ -43,13 +44,17 @@ def one_line(err: BaseException) -> str:
 
 
 def check_config_files(args: list[str]) -> None:
-    """Each ``--config`` YAML of fit/validate exists and is a mapping of sections, said in one line (LightningCLI
-    answers a list or a missing file with its 100-line usage)."""
+    """Each ``--config`` YAML of fit/validate exists and is a mapping of sections, and a ``--ckpt_path`` file
+    is a readable checkpoint, said in one line (LightningCLI answers with its usage, or a traceback)."""
     from lit_llm.commands.plan import read_experiment_yaml
 
     for flag, path in zip(args, args[1:]):
         if flag in ("--config", "-c"):
             read_experiment_yaml(path)
+        if flag == "--ckpt_path" and Path(path).is_file():  # LightningCLI's own torch.load would print a traceback
+            from lit_llm.checkpointing import read_checkpoint
+
+            read_checkpoint(Path(path))
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:

@@ -41,7 +41,7 @@ NEW_RUN = ["--trainer.default_root_dir", "WS/new-run"]
 CKPT = "WS/run/checkpoints/last.ckpt"
 
 
-def lit_llm(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def lit_llm(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """The installed console script, importing this checkout's package."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(

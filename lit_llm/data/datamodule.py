@@ -154,10 +154,8 @@ class StepNamingLoader(StreamingDataLoader):
                 reason = reason.removeprefix(f"{CorruptShardError.__name__}: ")
                 trainer = self.datamodule.trainer
                 step = trainer.global_step if trainer is not None else "?"
-                raise CorruptShardError(
-                    f"at step {step}: {reason}; nothing was saved after the last checkpoint, "
-                    "resume from it with --ckpt_path last once the data is whole"
-                ) from None
+                resume = "; nothing was saved after the last checkpoint: mend the data, resume with --ckpt_path last"
+                raise CorruptShardError(f"at step {step}: {reason}{resume if step else ''}") from None
             yield batch
 
 

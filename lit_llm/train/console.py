@@ -6,7 +6,6 @@ import logging
 
 import lightning as L
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.utilities import rank_zero_info
 
 # Lightning's start-up lines that the run line replaces (the device, the seed), that repeat the user's own
 # setting back, or that advertise a service.
@@ -36,7 +35,8 @@ class RunLine(L.Callback):
             )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rank_zero_info(run_line(trainer))
+        if trainer.is_global_zero:
+            print(run_line(trainer), flush=True)  # stdout: what runs; stderr stays for what went wrong
 
 
 def run_line(trainer: L.Trainer) -> str:
