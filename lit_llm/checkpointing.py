@@ -83,7 +83,8 @@ def read_checkpoint(path: Path) -> dict:
         return checkpoint
     except Exception as err:
         raise ValueError(
-            f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be truncated or corrupt"
+            f"{path} is not a readable checkpoint ({unreadable_reason(err)}); it may be truncated or corrupt: pass "
+            "another one, e.g. an earlier checkpoints/step-*.ckpt of the run"
         ) from None
 
 
@@ -133,6 +134,16 @@ def newest_checkpoint(run_dir: str | Path, folder: Path | None = None) -> tuple[
         if step is not None and (best is None or step > best[1]):
             best = (path, step)
     return best
+
+
+def unreadable_reason(err: Exception) -> str:
+    """The first line of why torch could not read a file, without torch's advice to retry with
+    ``weights_only=False``: wrong advice for a damaged file, and unsafe for a file from elsewhere."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "").split(". ")[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def is_hf_folder(path: Path) -> bool:

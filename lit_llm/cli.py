@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import ArgumentError
+from pathlib import Path
 
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options; lit-llm --version)
 
@@ -27,7 +29,33 @@ commands:
 # Errors a user can fix from the message alone: shown as one line, without a traceback
 # (FloatingPointError: lit_llm.train.module.NonFiniteLossError, which names the checkpoint to resume from;
 # ImportError: an optional extra that is not installed, named with its pip command).
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
+# ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
+# the whole usage, see exit_on_error below).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
+# Lines of jsonargparse's nested-type reports that restate the type instead of giving the reason.
+NOISE = ("Does not validate against any of the", "Subtypes:", "Errors:", "Given value", "- Expected a <class")
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line: jsonargparse reports a value that fails a ``str | ModelConfig`` type
+    as a ten-line dump of the subtypes and the whole Namespace; the reason is the one line that is not noise."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reasons = [line.removeprefix("- ") for line in lines if not line.startswith(NOISE)]
+    return " ".join(reasons) or type(err).__name__
+
+
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config`` YAML of fit/validate exists and is a mapping of sections, and a ``--ckpt_path`` file
+    is a readable checkpoint, said in one line (LightningCLI answers with its usage, or a traceback)."""
+    from lit_llm.commands.plan import check_yaml
+
+    for flag, path in zip(args, args[1:]):
+        if flag in ("--config", "-c"):
+            check_yaml(path)
+        if flag == "--ckpt_path" and Path(path).is_file():  # LightningCLI's own torch.load would print a traceback
+            from lit_llm.checkpointing import read_checkpoint
+
+            read_checkpoint(Path(path))
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
@@ -71,7 +99,7 @@ def run_function(function, prog: str, args: list[str]) -> None:
 
     docs = parse_docstring(function.__doc__ or "")
     flags = {name: p for name, p in inspect.signature(function).parameters.items() if p.annotation in (bool, "bool")}
-    parser = ArgumentParser(prog=prog, description=docs.short_description)
+    parser = ArgumentParser(prog=prog, description=docs.short_description, exit_on_error=False)
     parser.add_function_arguments(function, as_group=False, skip=set(flags))
     for name, param in flags.items():
         help_text = next((d.description for d in docs.params if d.arg_name == name), None)
@@ -132,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command in ("fit", "validate"):
+            check_config_files(args)
             from lit_llm.train.cli import run
 
             run(None if from_shell else argv)
@@ -152,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except USER_ERRORS as err:
-        sys.exit(f"lit-llm {command}: error: {err}")
+        name = "data info" if command == "data" else command
+        hint = f"; see `lit-llm {name} --help`" if isinstance(err, ArgumentError) else ""
+        sys.exit(f"lit-llm {name}: error: {one_line(err)}{hint}")
 
 
 if __name__ == "__main__":

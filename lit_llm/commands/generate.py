@@ -44,6 +44,7 @@ def generate_text(
         stop: strings that end a continuation (not included in it), e.g. '["\\n\\n"]'.
         dtype: float32, bfloat16, or auto (bfloat16 on a GPU that supports it, else float32).
     """
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
     device = resolve_device(device)
     model, tokenizer = load_checkpoint(checkpoint, device)
     model.to(resolve_dtype(dtype, device))
@@ -63,6 +64,21 @@ def generate_text(
     texts = [p + t for p, t in zip(prompt, generate_batch(model, tokenizer, prompt, stop or [], sample))]
     print("\n\n".join(texts))
     return texts
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Refuse settings that sample nothing or from no tokens, before loading the model.
+
+    More new tokens than the model's block_size are fine: the context then slides (see `sampling.generate`).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"--max_new_tokens {max_new_tokens} must be at least 1")
+    if temperature < 0:
+        raise ValueError(f"--temperature {temperature} must not be negative; use 0 for greedy decoding, 0.8 to sample")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top_k {top_k} must be at least 1 (1 is greedy), or null for all tokens")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top_p {top_p} must lie in (0, 1], e.g. 0.9, or null for no nucleus sampling")
 
 
 def stream_one(model: GPT, tokenizer: Tokenizer, prompt: str, stop: list[str], sample: dict) -> str:

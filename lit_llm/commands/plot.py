@@ -170,7 +170,10 @@ def plot(
             ax.legend(fontsize=8)
     if drawn == 0:
         plt.close(fig)
-        raise ValueError(f"none of the tags {', '.join(tags)} was logged in {', '.join(map(str, run_dirs))}")
+        raise ValueError(
+            f"none of the tags {', '.join(tags)} was logged in {', '.join(map(str, run_dirs))}; pass --tags that a "
+            f"run logs, e.g. {', '.join(DEFAULT_TAGS)}"
+        )
     fig.suptitle(title if title is not None else ", ".join(names))
     fig.tight_layout()
     out = Path(output).expanduser()

@@ -18,7 +18,7 @@ import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
 from lit_llm.data.format import read_metadata, read_tokenizer
-from lit_llm.data.shards import open_split
+from lit_llm.data.shards import CorruptShardError, open_split
 from lit_llm.data.storage import local_view
 from lit_llm.tokenizer import Tokenizer
 
@@ -131,7 +131,8 @@ class TokenDataModule(L.LightningDataModule):
         return open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
 
     def _loader(self, dataset: StreamingDataset | CombinedStreamingDataset) -> StreamingDataLoader:
-        return StreamingDataLoader(
+        return StepNamingLoader(
+            self,
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
@@ -146,6 +147,32 @@ class TokenDataModule(L.LightningDataModule):
     def val_dataloader(self) -> StreamingDataLoader | list[StreamingDataLoader]:
         loaders = [self._loader(dataset) for dataset in self.val_datasets]
         return loaders[0] if len(loaders) == 1 else loaders
+
+
+class StepNamingLoader(StreamingDataLoader):
+    """A damaged shard found mid-run stops it with the shard's name and the step, in one line. The error
+    propagates before any checkpoint hook runs, so the last good checkpoint stays the newest one."""
+
+    def __init__(self, datamodule: L.LightningDataModule, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.datamodule = datamodule
+
+    def __iter__(self):
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except CorruptShardError as err:
+                # from a worker process, the message holds the worker's traceback; its last line is ours
+                reason = str(err).strip().splitlines()[-1].removeprefix(f"{CorruptShardError.__module__}.")
+                reason = reason.removeprefix(f"{CorruptShardError.__name__}: ")
+                trainer = self.datamodule.trainer
+                step = trainer.global_step if trainer is not None else "?"
+                resume = "; nothing was saved after the last checkpoint: mend the data, resume with --ckpt_path last"
+                raise CorruptShardError(f"at step {step}: {reason}{resume if step else ''}") from None
+            yield batch
 
 
 class WeightedMixture(CombinedStreamingDataset):

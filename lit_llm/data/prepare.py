@@ -20,6 +20,7 @@ import random
 import shutil
 import tempfile
 import time
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def prepare(
         storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
     """
     start_time = time.perf_counter()
+    check_val_fraction(val_fraction)  # before the scan, which can take minutes
     target = check_destination(output_dir, overwrite, append, storage_options)
     files = resolve_inputs(inputs, exclude)
     options = ReadOptions(text_field, separator)
@@ -114,16 +116,14 @@ def prepare(
         workers, part_bytes = plan_work(files, num_workers, options)
         with worker_map(workers) as worker_map_fn:
             scans = scan_inputs(files, options, part_bytes, worker_map_fn)
-            stats = input_stats(scans)
             parts = [part for scan in scans for part in scan.parts]
             if not parts:
-                raise ValueError(
-                    f"no text found in {len(files)} input file(s) (all empty or binary); pass UTF-8 text, JSON Lines "
-                    "or Parquet files"
-                )
+                raise ValueError(no_text_message(scans))
+            stats = input_stats(scans)
             jobs = assign_splits(parts, val_fraction, val_size, seed)
             if tok is None:
                 tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
+                warn_if_vocabulary_smaller(tok, vocab_size)
             if not append:
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)
@@ -151,6 +151,25 @@ def prepare(
     print_summary(target, metadata, written, stats, time.perf_counter() - start_time)
     warn_if_lopsided(metadata["splits"], val_fraction if val_size is None else None)
     return metadata
+
+
+def no_text_message(scans: list[FileScan]) -> str:
+    """Name the inputs that held no text, and why: the user passed them on purpose."""
+    kinds = [f"{Path(scan.path).name} is {'binary' if scan.binary else 'empty'}" for scan in scans[:3]]
+    more = f" (and {len(scans) - 3} more)" if len(scans) > 3 else ""
+    return f"no text found in the inputs: {', '.join(kinds)}{more}; pass UTF-8 text, JSON Lines or Parquet files"
+
+
+def warn_if_vocabulary_smaller(tok: Tokenizer, vocab_size: int) -> None:
+    """BPE stops merging when the corpus has no pair left to merge: say so, the model takes the smaller size."""
+    if tok.vocab_size < vocab_size:
+        log.warning(
+            "--vocab_size %d: this corpus supports only %s tokens (BPE ran out of pairs to merge); the dataset and "
+            "the model (vocab_size: null) use %s; pass a larger corpus for more",
+            vocab_size,
+            f"{tok.vocab_size:,}",
+            f"{tok.vocab_size:,}",
+        )
 
 
 def warn_if_lopsided(splits: dict, val_fraction: float | None) -> None:
@@ -210,10 +229,25 @@ def plan_work(files: list[Path], num_workers: int | None, options: ReadOptions) 
     return max(1, min(workers, parts)), part_bytes
 
 
+def scan_readable(path: str, options: ReadOptions, part_bytes: int) -> FileScan:
+    """`scan_file`, naming a file that cannot be opened or decompressed in one line (workers re-raise it here)."""
+    try:
+        return scan_file(path, options, part_bytes)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); repair or remove it, or leave it out with --exclude"
+        ) from None
+
+
 def scan_inputs(files: list[Path], options: ReadOptions, part_bytes: int, worker_map_fn) -> list[FileScan]:
-    scan = partial(scan_file, options=options, part_bytes=part_bytes)
+    scan = partial(scan_readable, options=options, part_bytes=part_bytes)
     progress = tqdm(
-        worker_map_fn(scan, [str(p) for p in files]), total=len(files), desc="scanning", unit="file", mininterval=1.0
+        worker_map_fn(scan, [str(p) for p in files]),
+        total=len(files),
+        desc="scanning",
+        unit="file",
+        mininterval=1.0,
+        disable=None,
     )
     return list(progress)
 
@@ -240,10 +274,14 @@ def input_stats(scans: list[FileScan]) -> dict:
 # ---- split --------------------------------------------------------------------------------------------
 
 
-def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int) -> list[Job]:
-    """Choose the validation documents with a seeded draw; a single document is split by position instead."""
+def check_val_fraction(val_fraction: float) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"--val_fraction {val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
+
+
+def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int) -> list[Job]:
+    """Choose the validation documents with a seeded draw; a single document is split by position instead."""
+    check_val_fraction(val_fraction)
     total = sum(part.n_docs for part in parts)
     if total == 1:
         if val_size is not None:
@@ -335,7 +373,12 @@ def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_m
     written = {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
     tokenize = partial(tokenize_job, tokenizer_path=str(staging / TOKENIZER), options=options)
     progress = tqdm(
-        total=sum(job.part.n_docs for job in jobs), desc="tokenizing", unit="doc", unit_scale=True, mininterval=1.0
+        total=sum(job.part.n_docs for job in jobs),
+        desc="tokenizing",
+        unit="doc",
+        unit_scale=True,
+        mininterval=1.0,
+        disable=None,
     )
     started = time.perf_counter()
     for job, tokens in zip(jobs, worker_map_fn(tokenize, jobs)):
@@ -370,6 +413,8 @@ def check_destination(output_dir: str, overwrite: bool, append: bool, storage_op
         raise ValueError("--overwrite and --append contradict each other; pass one of them")
     remote = is_remote(output_dir)
     target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
+    if not remote and Path(target).is_file():
+        raise FileExistsError(f"--output_dir {output_dir} is a file, not a folder; choose another --output_dir")
     occupied = (
         not storage.is_empty_prefix(target, storage_options)
         if remote

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from litdata import StreamingDataset, TokensLoader
+from litdata.streaming.sampler import ChunkedIndex
 from litdata.streaming.writer import BinaryWriter
 
-from lit_llm.data.format import INDEX, read_index
+from lit_llm.data.format import INDEX, read_index, read_metadata
 from lit_llm.data.storage import is_remote, join, stream_plain_http_with_boto3
 
 CHUNK_TOKENS = 1 << 21  # tokens per shard: 8 MiB of int32, big enough to stream well, small enough for tiny data
@@ -66,7 +67,12 @@ def open_split(
     remote = is_remote(path)
     if remote:
         stream_plain_http_with_boto3(storage_options)
-    return StreamingDataset(
+    chunks = read_index(view / split)["chunks"]
+    return CheckedTokens(
+        shard_names=[f"{path.rstrip('/')}/{split}/{chunk['filename']}" for chunk in chunks],
+        # local shards are checked against the sizes in index.json; remote ones arrive through LitData's cache
+        shard_bytes=None if remote else [(view / split / c["filename"], c["chunk_bytes"]) for c in chunks],
+        vocab_size=read_metadata(view)["vocab_size"],
         input_dir=join(path, split) if remote else str(view / split),
         cache_dir=str(view / split) if remote else None,
         item_loader=TokensLoader(block_size=block_size),
@@ -78,6 +84,58 @@ def open_split(
         seed=seed,
         storage_options=storage_options or {},
     )
+
+
+class CorruptShardError(ValueError):
+    """A shard that is missing, shorter than its index says, or holds ids outside the vocabulary."""
+
+
+class CheckedTokens(StreamingDataset):
+    """LitData's token sequences, refusing a damaged shard by name: LitData waits for a missing or short
+    local chunk file to appear, and hands garbage ids on to the model (an index error deep in the embedding)."""
+
+    def __init__(
+        self, shard_names: list[str], shard_bytes: list[tuple[Path, int]] | None, vocab_size: int, **kwargs
+    ) -> None:
+        self.shard_names = shard_names
+        self.shard_bytes = shard_bytes
+        self.vocab_size = vocab_size
+        self.checked: set[int] = set()  # chunks whose file was found whole, in this process
+        for chunk in range(len(shard_names)):
+            self.check_file(chunk)
+        super().__init__(**kwargs)
+
+    def check_file(self, chunk: int) -> None:
+        if self.shard_bytes is None or chunk in self.checked:
+            return
+        file, expected = self.shard_bytes[chunk]
+        size = file.stat().st_size if file.is_file() else None
+        if size is None:
+            raise CorruptShardError(
+                f"shard {self.shard_names[chunk]} is missing (its index.json lists it); restore it or prepare the "
+                "dataset again"
+            )
+        if size != expected:
+            raise CorruptShardError(
+                f"shard {self.shard_names[chunk]} holds {size:,} bytes, its index.json {expected:,}: it is truncated "
+                "or corrupt; restore it or prepare the dataset again"
+            )
+        self.checked.add(chunk)
+
+    def __getitem__(self, index):
+        chunk = index.chunk_index if isinstance(index, ChunkedIndex) else None
+        if chunk is not None:
+            self.check_file(chunk)
+        item = super().__getitem__(index)
+        low, high = (int(item.min()), int(item.max())) if isinstance(item, torch.Tensor) and item.numel() else (0, 0)
+        if low < 0 or high >= self.vocab_size:
+            bad = low if low < 0 else high
+            where = self.shard_names[chunk] if chunk is not None else self.shard_names[0].rsplit("/", 1)[0]
+            raise CorruptShardError(
+                f"shard {where} holds token id {bad}, outside the vocabulary of {self.vocab_size}: it is corrupt; "
+                "restore it or prepare the dataset again"
+            )
+        return item
 
 
 def write_json(path: Path, data: dict) -> None:

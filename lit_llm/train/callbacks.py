@@ -19,7 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lit_llm.checkpointing import save_atomically
+from lit_llm.checkpointing import read_checkpoint, save_atomically
 from lit_llm.estimate import run_cost_summary
 from lit_llm.hardware import detect_accelerator
 from lit_llm.sampling import generate
@@ -144,6 +144,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         save_atomically(checkpoint, Path(path))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_checkpoint(Path(path))  # weights only, and a damaged file said in one line
 
 
 class Preempted(SystemExit):

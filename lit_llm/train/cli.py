@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_llm.checkpointing import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.train.callbacks import RunCheckpoint
+from lit_llm.train.console import RunLine, quiet_lightning
 
 HPARAMS_METRIC = "hp/val_loss"  # the final val loss, beside the hyperparameters in TensorBoard's HPARAMS tab
 
@@ -109,6 +110,7 @@ def run(args: list[str] | None) -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
+    quiet_lightning()
     import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
     from lit_llm.data.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
@@ -125,9 +127,11 @@ def run(args: list[str] | None) -> None:
             "check_val_every_n_epoch": None,
             "default_root_dir": "checkpoints/run",
             "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
+            "callbacks": [RunLine()],
         },
         parser_kwargs={
             "prog": "lit-llm",
+            "exit_on_error": False,  # errors as one line, by lit_llm.cli
             "formatter_class": HelpFormatter,
             **{name: {"formatter_class": HelpFormatter} for name in LitLLMCLI.subcommands()},
         },
@@ -165,12 +169,5 @@ def parse_experiment(args: list[str]) -> dict:
                 parser_kwargs={"prog": "lit-llm plan", "exit_on_error": False},
             )
         except ArgumentError as err:
-            raise ValueError(one_line(str(err))) from None
+            raise ValueError(str(err)) from None  # lit_llm.cli shows it as one line
     return parsed.config.as_dict()
-
-
-def one_line(message: str) -> str:
-    """jsonargparse's message, which puts each type it tried on a line of its own, as one line."""
-    skipped = ("Subtypes:", "Errors:", "Given value type:")
-    lines = (line.strip().lstrip("- ") for line in message.splitlines())
-    return " ".join(line for line in lines if line and not line.startswith(skipped))
