@@ -10,6 +10,8 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
+from lit_llm.errors import one_line
+
 USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options; lit-llm --version)
 
 commands:
@@ -32,16 +34,6 @@ commands:
 # ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
 # the whole usage, see exit_on_error below).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
-# Lines of jsonargparse's nested-type reports that restate the type instead of giving the reason.
-NOISE = ("Does not validate against any of the", "Subtypes:", "Errors:", "Given value", "- Expected a <class")
-
-
-def one_line(err: BaseException) -> str:
-    """The error's message on one line: jsonargparse reports a value that fails a ``str | ModelConfig`` type
-    as a ten-line dump of the subtypes and the whole Namespace; the reason is the one line that is not noise."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    reasons = [line.removeprefix("- ") for line in lines if not line.startswith(NOISE)]
-    return " ".join(reasons) or type(err).__name__
 
 
 def check_config_files(args: list[str]) -> None:

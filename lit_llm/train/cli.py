@@ -11,6 +11,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_llm.checkpointing import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
+from lit_llm.errors import one_line
 from lit_llm.train.callbacks import RunCheckpoint
 from lit_llm.train.console import RunLine, quiet_lightning
 
@@ -169,5 +170,5 @@ def parse_experiment(args: list[str]) -> dict:
                 parser_kwargs={"prog": "lit-llm plan", "exit_on_error": False},
             )
         except ArgumentError as err:
-            raise ValueError(str(err)) from None  # lit_llm.cli shows it as one line
+            raise ValueError(one_line(err)) from None
     return parsed.config.as_dict()
