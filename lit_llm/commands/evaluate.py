@@ -85,7 +85,8 @@ def evaluate(
     result: dict = {"checkpoint": checkpoint}
     tables = []
     if inputs:
-        result.update(evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, text_field, separator))
+        options = ReadOptions(text_field, separator)
+        result.update(evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, options))
         tables.append(format_table(result["inputs"] + ([result["total"]] if len(result["inputs"]) > 1 else [])))
     if tasks:
         from lit_llm.evaluation.harness import LitLLMEval, evaluate_tasks
@@ -101,7 +102,16 @@ def evaluate(
     return result
 
 
-def evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, text_field, separator) -> dict:
+def evaluate_text(
+    model: GPT,
+    tokenizer: Tokenizer,
+    inputs: list[str],
+    split: str,
+    context: int | None,
+    stride: int | None,
+    batch_size: int,
+    options: ReadOptions,
+) -> dict:
     """Loss, perplexity and bits per byte of each input and of all together."""
     context = context or model.config.block_size
     stride = stride or max(1, context // 2)
@@ -109,7 +119,7 @@ def evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, 
         raise ValueError(f"--context {context} must lie between 1 and the model's block_size {model.config.block_size}")
     if not 0 < stride <= context:
         raise ValueError(f"--stride {stride} must lie between 1 and the context {context}")
-    streams = [read_stream(item, tokenizer, split, ReadOptions(text_field, separator)) for item in inputs]
+    streams = [read_stream(item, tokenizer, split, options) for item in inputs]
     with tqdm(total=sum(len(ids) - 1 for ids, _ in streams), unit="tok", desc="evaluating", disable=None) as bar:
         rows = [
             summarize(item, score(model, ids, context, stride, batch_size, bar), len(ids) - 1, n_bytes)

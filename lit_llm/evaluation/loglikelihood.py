@@ -3,8 +3,8 @@
 The rules follow lm-eval's ``HFLM`` so that the native path and lm-eval on an exported folder agree to the
 last digit: spaces at the end of a context move to the front of the continuation; the continuation's tokens
 are those of ``context + continuation`` after the context's own tokens (BPE may merge across the seam, which
-this keeps honest); an empty context becomes the end-of-text token (lm-eval's ``prefix_token_id``); inputs longer than the model keep their
-last ``block_size`` tokens.
+this keeps honest); an empty context becomes the end-of-text token (lm-eval's ``prefix_token_id``); inputs
+longer than the model keep their last ``block_size`` tokens.
 """
 
 from __future__ import annotations

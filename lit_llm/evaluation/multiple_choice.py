@@ -77,8 +77,9 @@ def parse_question(line: str, where: str) -> Question:
     if isinstance(label, str) and label.strip().isdigit():
         label = int(label)
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(endings):
-        raise ValueError(f"{where}: label {row['label']!r} is not an index into its {len(endings)} endings (0 to "
-                         f"{len(endings) - 1})")
+        raise ValueError(
+            f"{where}: label {row['label']!r} is not an index into its {len(endings)} endings (0 to {len(endings) - 1})"
+        )
     return Question(context, endings, label)
 
 

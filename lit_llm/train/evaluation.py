@@ -77,15 +77,17 @@ class DownstreamEval(L.Callback):
                 counts = score_questions(
                     pl_module.model, pl_module.tokenizer, questions[rank::world], self.batch_size, busiest
                 )
-                total = ChoiceCounts(*self._sum(trainer, pl_module, [counts.questions, counts.correct,
-                                                                       counts.correct_norm]))
+                total = ChoiceCounts(
+                    *self._sum(trainer, pl_module, [counts.questions, counts.correct, counts.correct_norm])
+                )
                 for metric, value in total.accuracies().items():
                     pl_module.log(f"eval/{name}/{metric}", value, add_dataloader_idx=False)
             if self.sources:
                 if self.code_tasks is None:
                     context = default_context(pl_module.config.block_size)
                     self.code_tasks = line_tasks(pl_module.tokenizer, self.sources, context, self.code_lines)
-                counts = score_lines(pl_module.model, pl_module.tokenizer, self.code_tasks[rank::world], self.batch_size)
+                share = self.code_tasks[rank::world]
+                counts = score_lines(pl_module.model, pl_module.tokenizer, share, self.batch_size)
                 lines, exact, accepted = self._sum(trainer, pl_module, [counts.lines, counts.exact, counts.accepted])
                 for metric, value in CompletionCounts(int(lines), int(exact), accepted).metrics().items():
                     pl_module.log(f"eval/code/{metric}", value, add_dataloader_idx=False)
