@@ -93,6 +93,7 @@ def test_adapter_is_an_lm_eval_model_with_each_request_type(checkpoint):
         f"checkpoint={checkpoint}", {"batch_size": "3", "device": None}
     )
     assert isinstance(lm, LM) and lm.batch_size == 3 and lm.max_length == 96
+    assert lm_eval.api.registry.get_model("hf").__name__ == "HFLM"  # lm-eval's own types are still known
     contexts = ["KING RICHARD:\nWhat say you", "First Citizen:", ""]
     options = {"until": ["\n\n"], "max_gen_toks": 12}
     generated = lm.generate_until([Instance("generate_until", {}, (c, options), i) for i, c in enumerate(contexts)])

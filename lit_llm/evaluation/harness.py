@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 try:
+    # lm-eval fills its registry with its own model types (hf, vllm, ...) only while the registry is empty:
+    # import them before registering lit-llm, or every other model type would become unknown.
+    import lm_eval.models  # noqa: F401
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import register_model
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
