@@ -42,11 +42,14 @@ def checkpoint(shakespeare_slice, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def text_task(shakespeare_slice, tmp_path_factory):
-    """One 1,500-character document (several windows of the 96-token context) as a text file and as an lm-eval
-    rolling task."""
+def text_task(checkpoint, shakespeare_slice, tmp_path_factory):
+    """One document of exactly three 96-token contexts (so lm-eval's windows and `evaluate`'s coincide) as a
+    text file and as an lm-eval rolling task."""
+    _, tokenizer = load_checkpoint(checkpoint)
+    ids = tokenizer.encode(shakespeare_slice.read_text()[30_000:32_000])
+    pieces = (tokenizer.decode(ids[start : start + 288]) for start in range(20))
+    text = next(t for t in pieces if len(tokenizer.encode(t)) == 288)  # a cut that re-encodes to 288 tokens
     folder = tmp_path_factory.mktemp("text")
-    text = shakespeare_slice.read_text()[30_000:31_500]
     (folder / "text.txt").write_text(text)
     (folder / "text.jsonl").write_text(json.dumps({"text": text}) + "\n")
     config = {
@@ -144,8 +147,8 @@ def test_native_and_hf_give_the_same_loglikelihoods_accuracies_and_perplexities(
 
 def test_evaluate_bits_per_byte_is_lm_evals_plus_the_closing_end_of_text(checkpoint, text_task):
     """`lit-llm evaluate` scores a document followed by end-of-text, as training lays it out; lm-eval scores the
-    document alone, in the same disjoint windows when the stride is the context. So the totals differ by
-    exactly the end-of-text token's loss."""
+    document alone. With the stride at the context and a document of whole contexts the windows coincide, so
+    the totals differ by exactly the closing end-of-text token's loss (a window of its own)."""
     path, config = text_task
     ours = evaluate(str(checkpoint), [str(path)], stride=96)["inputs"][0]
     lm = LitLLMEval(str(checkpoint), batch_size=4, dtype="float32")
