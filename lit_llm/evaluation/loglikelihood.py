@@ -46,6 +46,11 @@ def continuation_logprobs(
     for context, continuation in pairs:
         if not continuation:
             raise ValueError("a continuation encodes to no tokens; every choice must hold some text")
+        if len(continuation) > block_size:
+            raise ValueError(
+                f"a continuation of {len(continuation)} tokens does not fit the model's context of {block_size} "
+                f"tokens; score shorter choices or a model with a longer block_size"
+            )
         inputs.append((context + continuation)[-(block_size + 1) :][:-1])
     order = sorted(range(len(pairs)), key=lambda i: -len(inputs[i]))
     results: list[tuple[float, bool] | None] = [None] * len(pairs)
