@@ -20,7 +20,7 @@ commands:
   fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
   validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
   generate   sample continuations of prompts from a checkpoint, run folder or Hugging Face folder
-  evaluate   loss, perplexity and bits per byte on text files or prepared datasets
+  evaluate   loss, perplexity and bits per byte on text; lm-eval tasks (--tasks); code completion
   export     write a checkpoint as a Hugging Face transformers model folder
   plan       estimate compute, time, memory and cost of a run before starting it
   ladder     train a ladder of (size, compute budget) runs and fit scaling laws to them
@@ -98,7 +98,7 @@ def run_function(function, prog: str, args: list[str]) -> None:
         parser.add_argument(
             f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text
         )
-    for option in ("--inputs", "--exclude", "--run_dirs", "--tags"):
+    for option in ("--inputs", "--exclude", "--run_dirs", "--tags", "--code_completion"):
         args = gather_list_option(args, option)
     function(**parser.parse_args(args).as_dict())
 

@@ -14,6 +14,8 @@ CORE = [
     "lit_llm.hf",
     "lit_llm.data.prepare",
     "lit_llm.data.format",
+    "lit_llm.evaluation.multiple_choice",
+    "lit_llm.evaluation.code_completion",
 ]
 LIGHT_COMMANDS = ["generate", "evaluate", "export", "plan", "consolidate", "plot", "prepare"]
 

@@ -1,4 +1,5 @@
-"""`lit-llm evaluate`: loss, perplexity and bits per byte of a model on text files or prepared datasets.
+"""`lit-llm evaluate`: loss, perplexity and bits per byte of a model on text files or prepared datasets;
+with ``--tasks``, lm-evaluation-harness tasks; with ``--code_completion``, next-line code completion.
 
 Each input becomes one token stream laid out as `lit-llm prepare` lays out training data: every document
 followed by the end-of-text token, the whole preceded by one (so the first token is predicted too, from
@@ -35,7 +36,7 @@ IGNORE = -100  # target id that cross_entropy skips: context-only positions and 
 
 def evaluate(
     checkpoint: str,
-    inputs: list[str],
+    inputs: list[str] | None = None,
     split: str = "val",
     context: int | None = None,
     stride: int | None = None,
@@ -45,6 +46,11 @@ def evaluate(
     device: str = "auto",
     dtype: Literal["float32", "bfloat16"] = "float32",
     json: bool = False,
+    tasks: str | None = None,
+    limit: int | None = None,
+    include_path: str | None = None,
+    code_completion: list[str] | None = None,
+    code_lines: int | None = 200,
 ) -> dict:
     """Loss (nats per token), perplexity and bits per byte of a model on text files or prepared datasets.
 
@@ -62,19 +68,58 @@ def evaluate(
         device: cpu, cuda or auto.
         dtype: float32 (comparable across machines) or bfloat16 (faster on GPUs).
         json: print the results as JSON instead of a table.
+        tasks: comma-separated lm-evaluation-harness tasks (needs pip install "lit-llm[eval]"): lit-llm's shipped
+            ones (shakespeare_cloze, shakespeare_rolling), lm-eval's own (their data must be in the local Hugging
+            Face cache: these machines cannot download), tasks under --include_path, or HellaSwag-format .jsonl files.
+        limit: score only the first ``limit`` examples of each task.
+        include_path: a folder of lm-eval task YAMLs (e.g. with ``dataset_path: json`` and local data_files).
+        code_completion: held-out source files: next-line exact match and mean accepted characters (the share of
+            each line completed greedily before the first wrong character), from prefixes cut at line starts.
+        code_lines: lines drawn from the code files (seed 0; None: every non-blank line).
     """
-    if not inputs:
-        raise ValueError("no --inputs given; pass text files, folders, globs or prepared datasets")
+    if not (inputs or tasks or code_completion):
+        raise ValueError("nothing to evaluate; pass --inputs (text or prepared data), --tasks or --code_completion")
     device = resolve_device(device)
     model, tokenizer = load_checkpoint(checkpoint, device)
     model.to(resolve_dtype(dtype, device))
+    result: dict = {"checkpoint": checkpoint}
+    tables = []
+    if inputs:
+        options = ReadOptions(text_field, separator)
+        result.update(evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, options))
+        tables.append(format_table(result["inputs"] + ([result["total"]] if len(result["inputs"]) > 1 else [])))
+    if tasks:
+        from lit_llm.evaluation.harness import LitLLMEval, evaluate_tasks
+
+        lm = LitLLMEval.from_model(model, tokenizer, batch_size, checkpoint)
+        names = [t.strip() for t in tasks.split(",") if t.strip()]
+        result["tasks"] = evaluate_tasks(lm, names, limit, include_path)
+        tables.append(format_tasks(result["tasks"]))
+    if code_completion:
+        result["code_completion"] = evaluate_code(model, tokenizer, code_completion, code_lines, batch_size)
+        tables.append(format_code(result["code_completion"]))
+    print(jsonlib.dumps(result, indent=2) if json else "\n\n".join(tables))
+    return result
+
+
+def evaluate_text(
+    model: GPT,
+    tokenizer: Tokenizer,
+    inputs: list[str],
+    split: str,
+    context: int | None,
+    stride: int | None,
+    batch_size: int,
+    options: ReadOptions,
+) -> dict:
+    """Loss, perplexity and bits per byte of each input and of all together."""
     context = context or model.config.block_size
     stride = stride or max(1, context // 2)
     if not 0 < context <= model.config.block_size:
         raise ValueError(f"--context {context} must lie between 1 and the model's block_size {model.config.block_size}")
     if not 0 < stride <= context:
         raise ValueError(f"--stride {stride} must lie between 1 and the context {context}")
-    streams = [read_stream(item, tokenizer, split, ReadOptions(text_field, separator)) for item in inputs]
+    streams = [read_stream(item, tokenizer, split, options) for item in inputs]
     with tqdm(total=sum(len(ids) - 1 for ids, _ in streams), unit="tok", desc="evaluating", disable=None) as bar:
         rows = [
             summarize(item, score(model, ids, context, stride, batch_size, bar), len(ids) - 1, n_bytes)
@@ -83,9 +128,15 @@ def evaluate(
     total = summarize(
         "all", sum(r["nats"] for r in rows), sum(r["tokens"] for r in rows), sum(r["bytes"] for r in rows)
     )
-    result = {"checkpoint": checkpoint, "context": context, "stride": stride, "inputs": rows, "total": total}
-    print(jsonlib.dumps(result, indent=2) if json else format_table(rows + ([total] if len(rows) > 1 else [])))
-    return result
+    return {"context": context, "stride": stride, "inputs": rows, "total": total}
+
+
+def evaluate_code(model: GPT, tokenizer: Tokenizer, files: list[str], lines: int | None, batch_size: int) -> dict:
+    from lit_llm.evaluation.code_completion import default_context, line_tasks, read_sources, score_lines
+
+    tasks = line_tasks(tokenizer, read_sources(files), default_context(model.config.block_size), lines)
+    counts = score_lines(model, tokenizer, tasks, batch_size)
+    return {"files": len(files), "lines": counts.lines, **counts.metrics()}
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -188,6 +239,20 @@ def summarize(name: str, nats: float, tokens: int, n_bytes: int) -> dict:
         "perplexity": math.exp(loss),
         "bits_per_byte": nats / (math.log(2) * n_bytes),
     }
+
+
+def format_tasks(results: dict) -> str:
+    lines = [f"{'task':<24}  {'metric':<16}  {'value':>10}"]
+    for task, metrics in results.items():
+        lines += [f"{task:<24}  {name:<16}  {value:>10.4f}" for name, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def format_code(result: dict) -> str:
+    return (
+        f"code completion: {result['lines']:,} lines of {result['files']} file(s): "
+        f"exact match {result['exact_match']:.4f}, accepted characters {result['accepted_chars']:.4f}"
+    )
 
 
 def format_table(rows: list[dict]) -> str:
