@@ -82,10 +82,22 @@ def read_checkpoint(path: Path) -> dict:
         checkpoint["state_dict"] = tensors
         return checkpoint
     except Exception as err:
-        raise ValueError(
-            f"{path} is not a readable checkpoint ({unreadable_reason(err)}); it may be truncated or corrupt: pass "
-            "another one, e.g. an earlier checkpoints/step-*.ckpt of the run"
-        ) from None
+        raise unreadable_checkpoint(path, err) from None
+
+
+def check_readable(path: Path) -> None:
+    """One line if ``path`` is not a checkpoint torch can open; its tensors are memory-mapped, not read."""
+    try:
+        checkpoint_header(path)
+    except Exception as err:
+        raise unreadable_checkpoint(path, err) from None
+
+
+def unreadable_checkpoint(path: Path, err: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable checkpoint ({unreadable_reason(err)}); it may be truncated or corrupt: pass "
+        "another one, e.g. an earlier checkpoints/step-*.ckpt of the run"
+    )
 
 
 def checkpoint_header(path: Path) -> dict:

@@ -45,9 +45,9 @@ def check_config_files(args: list[str]) -> None:
         if flag in ("--config", "-c"):
             check_yaml(path)
         if flag == "--ckpt_path" and Path(path).is_file():  # LightningCLI's own torch.load would print a traceback
-            from lit_llm.checkpointing import read_checkpoint
+            from lit_llm.checkpointing import check_readable
 
-            read_checkpoint(Path(path))
+            check_readable(Path(path))
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
