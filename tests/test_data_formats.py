@@ -17,8 +17,8 @@ STORIES = [f"Story {i}: the fox number {i} jumped over {i % 7} lazy dogs." for i
 
 
 def decoded_documents(data_dir) -> list[str]:
-    """Every document of both splits, read back from the shards (sequences of one token, joined, cut at "
-    "<|endoftext|>)."""
+    """Every document of both splits, read back from the shards (sequences of one token, joined, cut at
+    <|endoftext|>)."""
     tokenizer = Tokenizer.from_file(data_dir / "tokenizer.json")
     documents = []
     for split in ("train", "val"):
@@ -118,8 +118,8 @@ def test_shards_do_not_depend_on_worker_count_or_part_size(tmp_path, monkeypatch
     """Records cut into many parts and tokenized by 2 processes give the same bytes as one pass in-process."""
     write_jsonl(tmp_path / "a.jsonl", [{"text": s * 20} for s in STORIES * 5])
     prepare([str(tmp_path / "a.jsonl")], str(tmp_path / "one"), tokenizer="bpe", vocab_size=300, num_workers=1)
-    monkeypatch.setattr("lit_llm.data.prepare.MAX_PART_BYTES", 4096)
-    monkeypatch.setattr("lit_llm.data.prepare.MIN_PART_BYTES", 4096)
+    monkeypatch.setattr("lit_llm.data.inputs.MAX_PART_BYTES", 4096)
+    monkeypatch.setattr("lit_llm.data.inputs.MIN_PART_BYTES", 4096)
     assert len(readers.scan_file(str(tmp_path / "a.jsonl"), readers.ReadOptions(), 4096).parts) > 10
     prepare(
         [str(tmp_path / "a.jsonl")],

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from lit_llm.checkpointing import load_checkpoint
 from lit_llm.data.format import METADATA, TOKENIZER, read_index, read_tokenizer
-from lit_llm.data.prepare import resolve_inputs
+from lit_llm.data.inputs import resolve_inputs
 from lit_llm.data.readers import ReadOptions, read_part, scan_file
 from lit_llm.data.storage import load_metadata
 from lit_llm.data.tokenize import encode_documents

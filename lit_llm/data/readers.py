@@ -216,8 +216,8 @@ def parquet_text(value: str | bytes | None) -> tuple[str, int]:
 
 
 def scan_file(path: str, options: ReadOptions, part_bytes: int = MAX_PART_BYTES) -> FileScan:
-    """Count a file's non-empty documents, cut it into parts of about ``part_bytes``, and note what was dropped or "
-    "repaired."""
+    """Count a file's non-empty documents, cut it into parts of about ``part_bytes``, and note what was dropped or
+    repaired."""
     fmt, compression = file_kind(path)
     scan = FileScan(path)
     if fmt == PARQUET:

@@ -1,0 +1,101 @@
+"""The inputs of `lit-llm prepare` (and `evaluate`): files, folders and globs resolved to files, scanned in
+parallel, with what was skipped or repaired counted and named."""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+import zlib
+from functools import partial
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lit_llm.data.readers import MAX_PART_BYTES, MIN_PART_BYTES, FileScan, ReadOptions, scan_file, splittable
+
+log = logging.getLogger(__name__)
+
+
+def is_excluded(path: Path, exclude: list[str]) -> bool:
+    """Whether the absolute path matches a pattern; fnmatch's ``*`` also crosses ``/``, so ``**/test/**`` drops any
+    test folder."""
+    return any(fnmatch.fnmatchcase(path.absolute().as_posix(), pattern) for pattern in exclude)
+
+
+def resolve_inputs(inputs: list[str], exclude: list[str] | None = None) -> list[Path]:
+    """Files named directly, found under folders (recursively) or matched by globs, minus ``exclude``; sorted and
+    unique."""
+    if not inputs:
+        raise ValueError("no --inputs given; pass text files, folders or globs")
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                raise FileNotFoundError(f"input {item} does not exist (no file, folder or glob match); check the path")
+        if not found:
+            raise FileNotFoundError(f"input folder {item} holds no files; point --inputs at text files")
+        files.extend(p for p in found if not is_excluded(p, exclude or []))
+    if not files:
+        raise FileNotFoundError(f"--exclude {exclude} removed every input file; loosen the patterns")
+    return list(dict.fromkeys(p.resolve() for p in files))
+
+
+def plan_work(files: list[Path], num_workers: int | None, options: ReadOptions) -> tuple[int, int]:
+    """(worker processes, bytes per part): a few parts per worker so all stay busy, and no more workers
+    (default: one per core) than there are parts."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = num_workers or cores
+    sizes = {p: p.stat().st_size for p in files}
+    part_bytes = min(MAX_PART_BYTES, max(MIN_PART_BYTES, sum(sizes.values()) // (4 * workers)))
+    parts = sum(max(1, size // part_bytes) if splittable(p, options) else 1 for p, size in sizes.items())
+    return max(1, min(workers, parts)), part_bytes
+
+
+def scan_readable(path: str, options: ReadOptions, part_bytes: int) -> FileScan:
+    """`scan_file`, naming a file that cannot be opened or decompressed in one line (workers re-raise it here)."""
+    try:
+        return scan_file(path, options, part_bytes)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); repair or remove it, or leave it out with --exclude"
+        ) from None
+
+
+def scan_inputs(files: list[Path], options: ReadOptions, part_bytes: int, worker_map_fn) -> list[FileScan]:
+    scan = partial(scan_readable, options=options, part_bytes=part_bytes)
+    progress = tqdm(
+        worker_map_fn(scan, [str(p) for p in files]),
+        total=len(files),
+        desc="scanning",
+        unit="file",
+        mininterval=1.0,
+        disable=None,
+    )
+    return list(progress)
+
+
+def input_stats(scans: list[FileScan]) -> dict:
+    """What was dropped or repaired, warned about by name."""
+    stats = {"binary_skipped": [], "empty_skipped": [], "empty_documents": 0, "replaced_bytes": 0}
+    for scan in scans:
+        if scan.binary:
+            log.warning("skipping binary file %s", scan.path)
+            stats["binary_skipped"].append(scan.path)
+            continue
+        if not scan.parts:
+            stats["empty_skipped"].append(scan.path)
+        if scan.replaced_bytes:
+            log.warning(
+                "%s: %d bytes were not valid UTF-8 and were replaced with U+FFFD", scan.path, scan.replaced_bytes
+            )
+        stats["empty_documents"] += scan.empty_documents
+        stats["replaced_bytes"] += scan.replaced_bytes
+    return stats
