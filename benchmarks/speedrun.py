@@ -14,7 +14,8 @@ machine's load hits both alike):
 Both get the same thread count (``--threads``, default 1, through OMP_NUM_THREADS). Wall time is the
 measure; the CPU time of each process is printed beside it, since on a shared machine it varies less.
 The reference's own whole-split scoring at the end is not part of nanoGPT's recipe and is subtracted.
-On a loaded machine ``--parallel 3`` runs the seeds' pairs side by side (each pair still in turn).
+On a machine others load unevenly, ``--parallel 6`` runs all six processes at once instead, so that
+both see the same load (the candidates end first, after which the references run a little faster).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def main() -> None:
     parser.add_argument("--out_dir", type=Path, default=REPO / "checkpoints" / "speedrun")
     parser.add_argument("--reference_iters", type=int, default=None, help="shorten the reference (tests only)")
     parser.add_argument(
-        "--parallel", type=int, default=1, help="seeds run at once (each its pair in turn): for a loaded machine"
+        "--parallel", type=int, default=1, help="processes at once (1: strictly one after the other; 6: all together)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and summary here")
     parser.add_argument("overrides", nargs="*", help="extra `lit-llm fit` arguments for the candidate")
@@ -165,22 +166,25 @@ def main() -> None:
         prepare = ["prepare", "--inputs", str(TEXT), "--output_dir", str(args.data_dir), "--tokenizer", "byte"]
         timed(lit_llm(*prepare), env, out / "prepare.log")
 
-    def pair(i: int, seed: int) -> tuple[dict, dict]:
-        """One seed's reference and candidate, one after the other; which goes first alternates."""
-        results = {}
-        for job in ("reference", "candidate") if i % 2 == 0 else ("candidate", "reference"):
-            if job == "reference":
-                results[job] = run_reference(seed, env, out, args.reference_iters)
-            else:
-                results[job] = run_candidate(args.candidate, seed, env, out, args.data_dir, args.overrides)
-        r, c = results["reference"], results["candidate"]
-        print(f"seed {seed}: reference {r['seconds']:.1f} s, candidate {c['seconds']:.1f} s "
-              f"(val loss {c['val_loss']:.4f})", flush=True)  # fmt: skip
-        return r, c
+    # Interleaved: reference, candidate for the first seed, candidate, reference for the next, and so on.
+    jobs = [
+        (kind, seed) for i, seed in enumerate(args.seeds) for kind in ("reference", "candidate")[:: 1 - 2 * (i % 2)]
+    ]
+
+    def run(job: tuple[str, int]) -> dict:
+        kind, seed = job
+        if kind == "reference":
+            result = run_reference(seed, env, out, args.reference_iters)
+        else:
+            result = run_candidate(args.candidate, seed, env, out, args.data_dir, args.overrides)
+        print(f"{kind} seed {seed}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
+              f"val loss {result['val_loss']:.4f}", flush=True)  # fmt: skip
+        return result
 
     with ThreadPoolExecutor(args.parallel) as pool:
-        pairs = list(pool.map(pair, range(len(args.seeds)), args.seeds))
-    reference, candidate = [r for r, _ in pairs], [c for _, c in pairs]
+        results = list(pool.map(run, jobs))
+    reference = sorted((r for (kind, _), r in zip(jobs, results) if kind == "reference"), key=lambda r: r["seed"])
+    candidate = sorted((r for (kind, _), r in zip(jobs, results) if kind == "candidate"), key=lambda r: r["seed"])
     summary = report(reference, candidate, args.target)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,8 @@ def test_muon_optimises_block_matrices_and_adamw_the_rest():
 
 def test_muon_updates_a_matrix_by_an_orthogonalised_step():
     """A Muon step moves a block matrix by lr·sqrt(max(1, rows/cols)) times a matrix whose singular values are
-    all about 1 (Newton-Schulz is approximate), whatever the spread of the gradient's own."""
+    about 1 (Newton-Schulz is approximate and leaves the gradient's near-null directions small), however
+    uneven the gradient's own are."""
     torch.manual_seed(0)
     model = GPT(ModelConfig(**TINY))
     optimizer = build_optimizer(model, "muon", learning_rate=1e-3, weight_decay=0.0, betas=(0.9, 0.99), muon_lr=0.02)
@@ -66,8 +67,8 @@ def test_muon_updates_a_matrix_by_an_orthogonalised_step():
     step(model, optimizer, shakespeare_batch())
     gradient = torch.linalg.svdvals(fc.grad)
     update = torch.linalg.svdvals(fc.detach() - before) / (0.02 * 2)
-    assert gradient.max() / gradient.min() > 10
-    assert 0.5 < update.min() and update.max() < 1.3, update
+    assert gradient.max() / gradient.median() > 10  # a few directions dominate the gradient ...
+    assert (update > 0.5).float().mean() > 0.9 and update.max() < 1.3, update  # ... not the update
 
 
 def test_schedule_scales_both_learning_rates_and_state_round_trips():
@@ -186,11 +187,13 @@ def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys(position
     config = ModelConfig(**TINY, positions=positions)
     x = shakespeare_batch(2)[:, :-1]
     for qk_norm in (False, True):
-        plain, normed = twin(config, qk_norm=qk_norm)
+        torch.manual_seed(0)
+        model = GPT(ModelConfig(**{**config.to_dict(), "qk_norm": qk_norm})).eval()
         with torch.no_grad():
-            for block in normed.blocks:  # scale the query and key rows of the fused qkv matrix
+            before = model(x)
+            for block in model.blocks:  # scale the query and key rows of the fused qkv matrix
                 block.attn.qkv.weight[: 2 * config.n_embd] *= 5.0
-            same = torch.allclose(plain(x), normed(x), atol=1e-4)
+            same = torch.allclose(before, model(x), atol=1e-4)
         assert same == qk_norm
 
 
@@ -302,3 +305,22 @@ def test_a_target_never_reached_runs_to_max_steps_and_a_wrong_metric_is_named(by
     )
     assert run.returncode != 0
     assert "StopAtTarget monitors 'val/los', which validation did not log; logged: " in run.stderr
+
+
+# ---- the benchmark ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_speedrun_benchmark_times_both_processes_and_scores_the_whole_val_split(byte_dataset, tmp_path):
+    import json
+
+    command = [sys.executable, str(REPO / "benchmarks" / "speedrun.py"), "--seeds", "1", "--reference_iters", "2"]
+    command += ["--data_dir", str(byte_dataset), "--out_dir", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    command += ["--", "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--model.architecture.n_layer=1"]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    (reference,), (candidate,) = result["reference"], result["candidate"]
+    assert reference["steps"] == 3 and candidate["steps"] == 2 and candidate["tokens"] == 2 * 32 * 64
+    assert candidate["cpu_seconds"] > 0 and reference["cpu_seconds"] > 0
+    assert result["summary"]["ratio"] == pytest.approx(candidate["seconds"] / reference["seconds"])
+    assert result["summary"]["every_seed_reached_target"] is False  # two steps reach nothing near 1.88
+    assert 4.0 < candidate["val_loss"] < 6.5 and 3.0 < reference["val_loss"] < 4.5
