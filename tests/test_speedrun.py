@@ -158,7 +158,9 @@ def test_muon_under_fsdp2_stops_with_one_line(byte_dataset, tmp_path):
         byte_dataset, tmp_path / "run", "--trainer.strategy=fsdp2", "--trainer.max_steps=2", "--model.optimizer=muon"
     )
     assert run.returncode != 0
-    assert "ValueError: model.optimizer=muon orthogonalises whole matrices, but fsdp2 shards" in run.stderr
+    assert run.stderr.splitlines()[-1].startswith(
+        "lit-llm fit: error: model.optimizer=muon orthogonalises whole matrices, but fsdp2 shards each one"
+    )
 
 
 # ---- architecture switches ----------------------------------------------------------------------------
@@ -304,7 +306,9 @@ def test_a_target_never_reached_runs_to_max_steps_and_a_wrong_metric_is_named(by
         "--trainer.callbacks.monitor=val/los",
     )
     assert run.returncode != 0
-    assert "StopAtTarget monitors 'val/los', which validation did not log; logged: " in run.stderr
+    assert run.stderr.splitlines()[-1].startswith(
+        "lit-llm fit: error: StopAtTarget monitors 'val/los', which validation did not log; logged: "
+    )
 
 
 # ---- the benchmark ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ class StopAtTarget(L.Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise KeyError(
+            raise ValueError(
                 f"StopAtTarget monitors {self.monitor!r}, which validation did not log; "
                 f"logged: {', '.join(sorted(trainer.callback_metrics)) or 'nothing'}"
             )
