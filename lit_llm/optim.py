@@ -85,6 +85,8 @@ def build_optimizer(
         return torch.optim.AdamW(weight_decay_groups(params, weight_decay), lr=learning_rate, betas=betas, fused=fused)
     if name != "muon":
         raise ValueError(f"model.optimizer={name!r} is unknown; choose adamw or muon")
+    if not hasattr(torch.optim, "Muon"):
+        raise ValueError(f"model.optimizer=muon needs torch.optim.Muon, missing in torch {torch.__version__}; upgrade")
     if sharded:
         raise ValueError(
             "model.optimizer=muon orthogonalises whole matrices, but fsdp2 shards each one over the ranks; "
