@@ -32,6 +32,13 @@ class ModelConfig:
     bias: bool = False
     tie_embeddings: bool = True
     dropout: float = 0.0
+    # Switches from the speedrun literature (docs/speedrun.md), all off by default:
+    # RMS-normalise each head's queries and keys (no learned scale, before RoPE), as in modded-nanogpt.
+    qk_norm: bool = False
+    # Start the attention and MLP output projections at zero, so every block starts as the identity.
+    zero_init_proj: bool = False
+    # Squash the logits smoothly into (-c, c): logits = c * tanh(logits / c), as Gemma 2 and modded-nanogpt.
+    logit_softcap: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
@@ -44,6 +51,8 @@ class ModelConfig:
             )
         if self.positions == "rope" and self.head_size % 2:
             raise ValueError(f"rotary positions need an even head size, got {self.head_size}; change n_embd or n_head")
+        if self.logit_softcap is not None and self.logit_softcap <= 0:
+            raise ValueError(f"logit_softcap={self.logit_softcap} must be positive (or null for no soft-capping)")
         if self.intermediate_size is None:
             if self.mlp == "gelu":
                 self.intermediate_size = 4 * self.n_embd

@@ -250,6 +250,12 @@ EXPORTABLE = (
 
 def family_of(config: ModelConfig, source: str) -> Family:
     """The transformers class that computes exactly this model, or a refusal naming the switch that rules it out."""
+    for switch in ("qk_norm", "logit_softcap"):  # zero_init_proj only changes the init: exported exactly
+        _require(
+            getattr(config, switch) in (False, None),
+            f"{source} cannot be exported: {switch}={getattr(config, switch)} has no counterpart in GPT2LMHeadModel "
+            f"or LlamaForCausalLM; train with {switch} off to export",
+        )
     family = FAMILY_BY_POSITIONS[config.positions]
     for switch, needed in family.requires.items():
         value = getattr(config, switch)

@@ -71,6 +71,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, c.n_head, c.head_size).transpose(1, 2)
         k = k.view(B, T, c.n_kv_head, c.head_size).transpose(1, 2)
         v = v.view(B, T, c.n_kv_head, c.head_size).transpose(1, 2)
+        if c.qk_norm:
+            q, k = F.rms_norm(q, (c.head_size,), eps=c.norm_eps), F.rms_norm(k, (c.head_size,), eps=c.norm_eps)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
 
@@ -147,7 +149,8 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """GPT-2 init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·n_layer).
+        """GPT-2 init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·n_layer) (zero with
+        ``zero_init_proj``).
 
         Public so a model built on the meta device (FSDP) can be materialised with ``to_empty`` and
         then initialised exactly as an eager one.
@@ -156,7 +159,10 @@ class GPT(nn.Module):
         for name, module in self.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 std = residual_std if name.endswith(".proj") else 0.02
-                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if self.config.zero_init_proj and name.endswith(".proj"):
+                    nn.init.zeros_(module.weight)
+                else:
+                    nn.init.normal_(module.weight, mean=0.0, std=std)
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
@@ -166,7 +172,9 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T) placed at positions start .. start+T-1."""
-        return self.lm_head(self.hidden_states(idx, start))
+        logits = self.lm_head(self.hidden_states(idx, start))
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def hidden_states(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """The final-norm activations (B, T, n_embd) that the output head turns into logits."""

@@ -442,7 +442,7 @@ def test_plan_command_stacks_configs_with_dotted_overrides():
     "content, message",
     [
         ("trainer:\n  max_steps: [10\n", "bad.yaml is not valid YAML at line 3, column 1: expected ',' or ']'"),
-        ("- trainer\n- model\n", "bad.yaml holds a list, not the trainer/model/data sections"),
+        ("- trainer\n- model\n", "bad.yaml holds a list, not a mapping of the trainer/model/data sections"),
         ("trainer:\n  max_stepz: 10\n", "bad.yaml: Group 'trainer' does not accept option 'max_stepz'"),
         ("trainer:\n  max_steps: many\n", 'bad.yaml: Parser key "trainer.max_steps": Expected a .*int.* many'),
         ("model:\n  architecture: {n_layers: 3}\n", "bad.yaml: .*Option 'n_layers' is not accepted"),

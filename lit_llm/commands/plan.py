@@ -121,8 +121,8 @@ def check_yaml(path: str) -> str:
         raise ValueError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
     if content is not None and not isinstance(content, dict):
         raise ValueError(
-            f"{path} holds a {type(content).__name__}, not the trainer/model/data sections "
-            "that `lit-llm fit --config` reads"
+            f"{path} holds a {type(content).__name__}, not a mapping of the trainer/model/data sections "
+            "that `lit-llm fit --config` reads; see experiments/*.yaml"
         )
     return str(file)
 

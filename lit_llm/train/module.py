@@ -19,8 +19,8 @@ from lit_llm.objective import (
     LRScheduleName,
     chunked_next_token_loss,
     next_token_loss,
-    weight_decay_groups,
 )
+from lit_llm.optim import OptimizerName, build_optimizer
 from lit_llm.parallelism import load_full_state_dict, parallelize
 from lit_llm.tokenizer import Tokenizer
 from lit_llm.train.parallel import is_sharded
@@ -112,6 +112,9 @@ class LitLLM(L.LightningModule):
         decay_fraction: float = 0.2,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
+        optimizer: OptimizerName = "adamw",
+        muon_lr: float = 0.02,
+        muon_momentum: float = 0.95,
         grad_clip: float | None = 1.0,
         global_batch_size: int | None = None,
         compile: bool = False,
@@ -135,6 +138,10 @@ class LitLLM(L.LightningModule):
             decay_fraction: share of the run spent decaying in the WSD schedule.
             weight_decay: AdamW weight decay for matrices and embeddings (never for norms and biases).
             betas: AdamW betas.
+            optimizer: ``adamw`` for every parameter, or ``muon``: Muon (torch.optim.Muon) for the blocks' matrices
+                and AdamW (``learning_rate``, ``betas``) for embeddings, head, norms and biases. Not under fsdp2.
+            muon_lr: Muon's peak learning rate (the schedule scales it as it scales ``learning_rate``).
+            muon_momentum: Muon's (Nesterov) momentum.
             grad_clip: clip the global gradient norm to this value (None: no clipping; the norm is still logged).
             global_batch_size: sequences per optimizer step over all devices; gradient accumulation is
                 derived from it, the micro batch (data.batch_size) and the device count.
@@ -169,6 +176,9 @@ class LitLLM(L.LightningModule):
         self.decay_fraction = decay_fraction
         self.weight_decay = weight_decay
         self.betas = tuple(betas)
+        self.optimizer_name = optimizer
+        self.muon_lr = muon_lr
+        self.muon_momentum = muon_momentum
         self.grad_clip = grad_clip
         self.global_batch_size = global_batch_size
         self.compile = compile
@@ -282,13 +292,15 @@ class LitLLM(L.LightningModule):
 
     # ---- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        groups = weight_decay_groups(self.model.parameters(), self.weight_decay)
-        fused = all(p.device.type in ("cuda", "cpu") for g in groups for p in g["params"])  # CPU: docs/benchmarks.md
-        optimizer = torch.optim.AdamW(
-            groups,
-            lr=self.learning_rate,
+        optimizer = build_optimizer(
+            self.model,
+            self.optimizer_name,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
             betas=self.betas,
-            fused=fused or None,
+            muon_lr=self.muon_lr,
+            muon_momentum=self.muon_momentum,
+            sharded=is_sharded(self.trainer.strategy),
         )
         total = self.trainer.max_steps
         if total is None or total < 1:
