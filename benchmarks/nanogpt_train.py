@@ -20,6 +20,7 @@ nanoGPT's train.py, as its README's CPU run (``--device=cpu --compile=False --ev
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -61,12 +62,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta2", type=float, default=0.99)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--whole-val", action="store_true", help="after training, also score the whole val split")
     return p.parse_args(argv)
+
+
+@torch.no_grad()
+def whole_split_loss(model: ReferenceGPT, data: np.ndarray, block_size: int, device, batch_size: int = 64) -> float:
+    """Mean loss over every token of ``data`` after the first, in non-overlapping windows of the context (what
+    `lit-llm evaluate --stride CONTEXT` measures); not part of nanoGPT's recipe, so timed apart by callers."""
+    model.eval()
+    tokens = torch.from_numpy(data.astype(np.int64)).to(device)
+    n_windows = (len(tokens) - 1) // block_size
+    total, count = 0.0, 0
+    for start in range(0, n_windows, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n_windows)) * block_size
+        x = torch.stack([tokens[i : i + block_size] for i in idx])
+        y = torch.stack([tokens[i + 1 : i + 1 + block_size] for i in idx])
+        total += model(x, y).item() * y.numel()
+        count += y.numel()
+    rest = (len(tokens) - 1) - n_windows * block_size  # the tail, as a shorter window
+    if rest:
+        total += model(tokens[-rest - 1 : -1][None], tokens[-rest:][None]).item() * rest
+        count += rest
+    return total / count
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.manual_seed(1337)
+    torch.manual_seed(args.seed)
     device = torch.device(args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -106,13 +130,15 @@ def main(argv: list[str] | None = None) -> None:
         ratio = (it - args.warmup_iters) / (args.max_iters - args.warmup_iters)
         return args.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (args.learning_rate - args.min_lr)
 
-    best_val_loss, t0 = 1e9, time.time()
+    best_val_loss, t0, start = 1e9, time.time(), time.perf_counter()
+    evals = []
     X, Y = get_batch("train")
     for iter_num in range(args.max_iters + 1):
         for group in optimizer.param_groups:
             group["lr"] = get_lr(iter_num)
         if iter_num % args.eval_interval == 0:
             losses = estimate_loss()
+            evals.append({"iter": iter_num, "seconds": time.perf_counter() - start, **losses})
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
             if losses["val"] < best_val_loss:
                 best_val_loss = losses["val"]
@@ -136,6 +162,14 @@ def main(argv: list[str] | None = None) -> None:
         dt, t0 = t1 - t0, t1
         if iter_num % args.log_interval == 0:
             print(f"iter {iter_num}: loss {loss.item():.4f}, time {dt * 1000:.2f}ms", flush=True)
+    summary = {"seed": args.seed, "iters": args.max_iters + 1, "evals": evals}
+    if args.whole_val:
+        wall, cpu = time.perf_counter(), time.process_time()
+        val = np.memmap(args.data_dir / "val.bin", dtype=np.uint16, mode="r")
+        summary["whole_val_loss"] = whole_split_loss(model, val, args.block_size, device)
+        summary["whole_val_seconds"] = time.perf_counter() - wall
+        summary["whole_val_cpu_seconds"] = time.process_time() - cpu
+    print(json.dumps(summary), flush=True)  # the last line: what benchmarks/speedrun.py reads
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 For every seed it runs, one after the other and alternating which goes first (so a change in the
 machine's load hits both alike):
-- the reference, ``benchmarks/nanogpt_cpu.py`` (nanoGPT's train.py loop and CPU settings, 2001
-  iterations) as a whole process;
+- the reference, ``benchmarks/nanogpt_train.py`` (nanoGPT's train.py loop and CPU settings, 2001
+  iterations, on the same bytes as lit-llm's byte tokenizer) as a whole process;
 - the candidate, ``lit-llm fit --config CANDIDATE`` as a whole process (start-up, data, validations and
   checkpoints included), which stops itself at the target (``lit_llm.train.early_stop.StopAtTarget``),
   then, untimed, ``lit-llm evaluate`` of its final checkpoint over the whole val split in non-overlapping
@@ -35,10 +35,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's lit_llm, however the script is started
+from benchmarks.nanogpt_train import write_bins  # noqa: E402
 from lit_llm.checkpointing import CHECKPOINT_KEY  # noqa: E402
 from lit_llm.config import ModelConfig  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parent / "nanogpt_cpu.py"
 TEXT = REPO / "data" / "tinyshakespeare.txt"
 
 
@@ -65,13 +65,16 @@ def lit_llm(*args: str) -> list[str]:
 
 
 def run_reference(seed: int, env: dict, out: Path, max_iters: int | None) -> dict:
-    command = [sys.executable, str(REFERENCE), "--seed", str(seed), "--whole_val"]
-    command += ["--max_iters", str(max_iters)] if max_iters else []
+    bins = out / "reference-data"
+    if not (bins / "val.bin").is_file():
+        write_bins(TEXT, bins)
+    command = [sys.executable, "-m", "benchmarks.nanogpt_train", f"--data-dir={bins}", f"--out-dir={out / 'reference'}"]
+    command += ["--seed", str(seed), "--whole-val", *(["--max-iters", str(max_iters)] if max_iters else [])]
     wall, cpu, stdout = timed(command, env, out / f"reference-{seed}.log")
     result = json.loads(stdout.strip().splitlines()[-1])
     scoring, scoring_cpu = result.pop("whole_val_seconds"), result.pop("whole_val_cpu_seconds")
-    # nanoGPT's 4x128 on its 65 characters, 12 x 64 tokens an iteration
-    flops_per_token = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65).flops_per_token()
+    # nanoGPT's 4x128 on bytes (vocabulary padded to 320), 12 x 64 tokens an iteration
+    flops_per_token = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=320).flops_per_token()
     tokens = result["iters"] * 12 * 64
     return {
         "seed": seed,
