@@ -51,13 +51,16 @@ def check_config_files(args: list[str]) -> None:
 
 
 def gather_list_option(args: list[str], option: str) -> list[str]:
-    """Turn ``--inputs a b c`` (the shell's natural form) into jsonargparse's ``--inputs '["a","b","c"]'``."""
+    """Turn ``--inputs a b c`` (the shell's natural form) into jsonargparse's ``--inputs '["a","b","c"]'``; a
+    value already written as a JSON list (``--inputs '["a", "b"]'``) is passed on as it is."""
     if option not in args:
         return args
     start = args.index(option) + 1
     end = start
     while end < len(args) and not args[end].startswith("--"):
         end += 1
+    if end == start + 1 and args[start].lstrip().startswith("["):
+        return args
     return args[:start] + [json.dumps(args[start:end])] + args[end:]
 
 

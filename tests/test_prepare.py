@@ -136,3 +136,17 @@ def test_lopsided_document_split_is_reported(tmp_path, shakespeare_slice, caplog
             assert "validation holds" in caplog.text and "another --seed" in caplog.text
             return
     pytest.fail("no seed put the big document in validation")
+
+
+@pytest.mark.parametrize("form", ["words", "json"])
+def test_exclude_from_the_command_line_in_either_list_form(tmp_path, form):
+    """`--exclude a b` and `--exclude '["a", "b"]'` (as experiments/code-completion.yaml writes it) both exclude."""
+    from lit_llm.cli import main
+
+    for name in ("keep.py", "test/drop.py", "tests/drop.py"):
+        (tmp_path / "lib" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lib" / name).write_text(f"# {name}\nx = 1\n")
+    exclude = ["**/test/**", "**/tests/**"] if form == "words" else ['["**/test/**", "**/tests/**"]']
+    main(["prepare", "--inputs", str(tmp_path / "lib"), "--output_dir", str(tmp_path / "out"), "--exclude", *exclude])
+    splits = json.loads((tmp_path / "out" / "metadata.json").read_text())["splits"]
+    assert sum(split["bytes"] for split in splits.values()) == len("# keep.py\nx = 1\n")  # the other two dropped
