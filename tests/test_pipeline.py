@@ -116,9 +116,8 @@ def test_vocabulary_too_large_for_model_is_refused(byte_dataset, tmp_path):
 def test_unknown_preset_config_typo_and_missing_data_are_clear(byte_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit, match="unknown model preset 'gpt5'"):
         main(["fit", "--model.architecture", "gpt5", "--data.data_dir", str(byte_dataset), "--trainer.max_steps", "1"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="n_layerz"):
         fit(byte_dataset, tmp_path / "run", "--model.architecture.n_layerz", "2")
-    assert "n_layerz" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="is not a prepared dataset; run `lit-llm prepare"):
         fit(tmp_path / "nothing", tmp_path / "run")
     with pytest.raises(SystemExit, match="does not exist"):

@@ -46,9 +46,9 @@ def ignore_stop_signals(worker_id: int) -> None:
 
 
 class TokenDataModule(L.LightningDataModule):
-    """The hand-over with the model (``LitLLM.connect`` is the other side): the data module publishes
-    ``tokenizer``, ``vocab_size``, ``val_source_names`` and ``batch_size``, and is told the model's context
-    with ``connect(block_size)``. Lightning sets up the data module before the model, so the datasets are
+    """The hand-over with the model (`LitLLM.connect` is the other side): the data module publishes
+    `tokenizer`, `vocab_size`, `val_source_names` and `batch_size`, and is told the model's context
+    with `connect(block_size)`. Lightning sets up the data module before the model, so the datasets are
     built on first use (by the loaders), after the hand-over.
     """
 

@@ -127,7 +127,9 @@ class CheckedTokens(StreamingDataset):
         if chunk is not None:
             self.check_file(chunk)
         item = super().__getitem__(index)
-        low, high = (int(item.min()), int(item.max())) if isinstance(item, torch.Tensor) and item.numel() else (0, 0)
+        # through numpy: the range check is host work on the loader's CPU tensor, never a device read
+        ids = item.numpy() if isinstance(item, torch.Tensor) and item.numel() else None
+        low, high = (ids.min(), ids.max()) if ids is not None else (0, 0)
         if low < 0 or high >= self.vocab_size:
             bad = low if low < 0 else high
             where = self.shard_names[chunk] if chunk is not None else self.shard_names[0].rsplit("/", 1)[0]
