@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lit_llm.model import GPT
-from lit_llm.sampling import generate
+from lit_llm.sampling import Continuation, generate
 from lit_llm.tokenizer import Tokenizer
 
 
@@ -84,26 +84,21 @@ def line_tasks(
     return tasks
 
 
-class LineProgress:
+class LineProgress(Continuation):
     """One task's greedy continuation, decoded as it grows; done at its first wrong character or line end."""
 
     def __init__(self, task: LineTask, tokenizer: Tokenizer) -> None:
+        super().__init__(tokenizer, stop=[])
         self.expected = task.lead + task.line + "\n"
-        self.task, self.tokenizer = task, tokenizer
-        self.ids: list[int] = []
-        self.text = ""
-        self.done = False
+        self.task = task
 
     def add(self, token_id: int) -> None:
         if self.done:
             return
-        if token_id == self.tokenizer.eot_id:
-            self.done = True
-            return
-        self.ids.append(token_id)
-        self.text = self.tokenizer.decode(self.ids)
+        super().add(token_id)
         settled = self.text.rstrip("\ufffd")  # an unfinished multi-byte character is not wrong yet
-        self.done = not self.expected.startswith(settled[: len(self.expected)]) or len(settled) >= len(self.expected)
+        wrong = not self.expected.startswith(settled[: len(self.expected)])
+        self.done = self.done or wrong or len(settled) >= len(self.expected)
 
     def score(self) -> tuple[bool, float]:
         """(exact, accepted fraction of the line's characters)."""
