@@ -1,6 +1,6 @@
 """Time to nanoGPT's Shakespeare loss: a lit-llm experiment against nanoGPT's CPU recipe, interleaved.
 
-    python benchmarks/speedrun.py [--candidate experiments/shakespeare-speedrun-cpu.yaml] [--seeds 1337 1338 1339]
+    python -m benchmarks.speedrun [--candidate experiments/shakespeare-speedrun-cpu.yaml] [--seeds 1337 1338 1339]
     python -m benchmarks.speedrun --json results/speedrun.json
 
 For every seed it runs, one after the other and alternating which goes first (so a change in the
@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from benchmarks.nanogpt_train import write_bins
+from lit_llm.checkpointing import CHECKPOINT_KEY
+from lit_llm.config import ModelConfig
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's lit_llm, however the script is started
-from benchmarks.nanogpt_train import write_bins  # noqa: E402
-from lit_llm.checkpointing import CHECKPOINT_KEY  # noqa: E402
-from lit_llm.config import ModelConfig  # noqa: E402
 
 TEXT = REPO / "data" / "tinyshakespeare.txt"
 

@@ -316,7 +316,7 @@ def test_a_target_never_reached_runs_to_max_steps_and_a_wrong_metric_is_named(by
 def test_speedrun_benchmark_times_both_processes_and_scores_the_whole_val_split(byte_dataset, tmp_path):
     import json
 
-    command = [sys.executable, str(REPO / "benchmarks" / "speedrun.py"), "--seeds", "1", "--reference_iters", "2"]
+    command = [sys.executable, "-m", "benchmarks.speedrun", "--seeds", "1", "--reference_iters", "2"]
     command += ["--data_dir", str(byte_dataset), "--out_dir", str(tmp_path), "--json", str(tmp_path / "r.json")]
     command += ["--", "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--model.architecture.n_layer=1"]
     run = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=1200)
