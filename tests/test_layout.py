@@ -42,3 +42,19 @@ def test_help_of_light_commands_imports_no_lightning():
         code = f"from lit_llm.cli import main\ntry:\n    main(['{command}', '--help'])\nexcept SystemExit:\n    pass"
         modules = imported_modules(code)
         assert "lightning" not in modules, f"`lit-llm {command} --help` imports Lightning"
+
+
+def test_training_stack_defers_torchmetrics_domains():
+    """`lit-llm fit`'s imports leave out torchmetrics' metric domains (torchvision, torch's image models...),
+    and torchmetrics still offers all of them to a user's own callback once asked for."""
+    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.data.datamodule")
+    assert "lightning" in modules and "torchmetrics" in modules
+    assert not {"torchvision", "torchmetrics.functional", "torchmetrics.image"} & modules
+    code = (
+        "import lit_llm.train.cli, importlib.metadata, torch, torchmetrics\n"
+        "from torchmetrics.functional import accuracy\n"
+        "assert torchmetrics.__version__ == importlib.metadata.version('torchmetrics')\n"
+        "assert torchmetrics.Accuracy(task='binary')(torch.tensor([1, 0]), torch.tensor([1, 1])) == 0.5\n"
+        "assert torchmetrics.Metric is torchmetrics.metric.Metric and 'Accuracy' in torchmetrics.__all__"
+    )
+    assert "torchvision" in imported_modules(code)
