@@ -13,10 +13,8 @@ metadata.json last, so an interrupted run never leaves a half-written dataset or
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -24,9 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lit_llm.data import storage
+from lit_llm.data.destination import check_destination, open_staging, publish
 from lit_llm.data.format import (
-    DESCRIPTION,
     METADATA,
     SPLITS,
     TOKENIZER,
@@ -47,7 +44,6 @@ from lit_llm.data.shards import (
     append_split,
     write_json,
 )
-from lit_llm.data.storage import is_remote
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -310,76 +306,6 @@ def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_m
         if append:
             shutil.rmtree(new_dirs[split])
     return written
-
-
-# ---- output -------------------------------------------------------------------------------------------
-
-
-def check_destination(output_dir: str, overwrite: bool, append: bool, storage_options: dict | None) -> str:
-    """The resolved output location, after refusing to clobber a dataset or append to nothing."""
-    if overwrite and append:
-        raise ValueError("--overwrite and --append contradict each other; pass one of them")
-    remote = is_remote(output_dir)
-    target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
-    if not remote and Path(target).is_file():
-        raise FileExistsError(f"--output_dir {output_dir} is a file, not a folder; choose another --output_dir")
-    occupied = (
-        not storage.is_empty_prefix(target, storage_options)
-        if remote
-        else Path(target).exists() and any(Path(target).iterdir())
-    )
-    if append and not occupied:
-        raise FileNotFoundError(f"--append: {target} holds no dataset to add to; drop --append to create it")
-    if occupied and not (overwrite or append):
-        raise FileExistsError(
-            f"output folder {target} already exists and is not empty; choose another --output_dir, pass --overwrite "
-            "to replace it or --append to add to it"
-        )
-    return target
-
-
-def open_staging(target: str, append: bool, storage_options: dict | None) -> Path:
-    """A local folder to write into: a hard-linked copy of the dataset for an append (its files are never
-    changed in place, so the original stays intact), only its description when the dataset is remote."""
-    if is_remote(target):
-        staging = Path(tempfile.mkdtemp(prefix="lit-llm-prepare-"))
-        if append:
-            storage.download(target, DESCRIPTION, staging, storage_options)
-        return staging
-    out = Path(target)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    if append:
-        read_metadata(out)  # a clear error if the folder is not a dataset
-        shutil.copytree(out, staging, copy_function=hard_link_or_copy)
-    else:
-        staging.mkdir()
-    return staging
-
-
-def hard_link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
-def publish(staging: Path, target: str, replace: bool, storage_options: dict | None) -> None:
-    if is_remote(target):
-        if replace:
-            storage.delete(target, storage_options)
-        storage.upload(staging, target, storage_options)
-        shutil.rmtree(staging)
-        return
-    out = Path(target)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out)
 
 
 def refuse_duplicates(previous: dict, files: list[Path]) -> None:
