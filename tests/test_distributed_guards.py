@@ -16,7 +16,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_llm.checkpointing import checkpoint_step
+from lit_llm.checkpointing import checkpoint_step, load_checkpoint
+from lit_llm.evaluation.code_completion import default_context, line_tasks, read_sources, score_lines
+from lit_llm.evaluation.multiple_choice import read_questions, score_questions
 from tests.conftest import REPO
 from tests.test_preemption import EVERY, interrupt, resume_and_compare
 from tests.test_resume import LAUNCH, MAX_STEPS, fit_command, kill_after_checkpoint, reference_losses, run
@@ -73,6 +75,7 @@ def scalar_values(run_dir: Path, tag: str) -> dict[int, float]:
     return {event.step: event.value for event in events.Scalars(tag)}
 
 
+CLOZE = REPO / "lit_llm" / "tasks" / "shakespeare_cloze.jsonl"
 POISONED = (3, 14)  # one step before the step-10 checkpoint, one after it
 
 
@@ -142,3 +145,56 @@ def test_sigterm_under_fsdp2_saves_every_rank_shard_and_the_same_command_resumes
     assert f"SIGTERM: saved {last} at step {stopped_at}" in output
     assert last.is_dir() and sorted(p.name for p in last.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     assert resume_and_compare(command, run_dir, expected) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", ["ddp", "fsdp2"])
+def test_downstream_eval_split_over_two_ranks_gives_the_single_process_figures(
+    byte_dataset, shakespeare_slice, tmp_path, launch
+):
+    """Each rank scores every other question (and code line) and the counts are summed: the figures logged
+    at the final validation are `lit-llm evaluate`'s, in one process, on the last checkpoint. Code
+    completion runs under DDP only (fsdp2 refuses it: generation lengths differ by rank). The held-out
+    lines are indented, which a 30-step model completes: the code figures are not 0 on both sides."""
+    source = tmp_path / "held_out.txt"
+    held_out = shakespeare_slice.read_text()[50_000:52_000].splitlines()
+    source.write_text("".join(f"    {line}\n" for line in held_out))
+    code = ["--trainer.callbacks.code_files", f"[{source}]", "--trainer.callbacks.code_lines", "20"]
+    code = code if launch == "ddp" else []
+    run_dir = tmp_path / "run"
+    fit = [
+        *fit_command(byte_dataset, run_dir, *LAUNCH[launch], "--trainer.max_steps", "30"),
+        "--model.architecture.block_size=64",  # the longest cloze ending, 38 characters, fits with its space
+        "--trainer.callbacks+=lit_llm.train.evaluation.DownstreamEval",
+        f"--trainer.callbacks.tasks=[{CLOZE}]",
+        "--trainer.callbacks.limit=13",  # odd: the ranks score 7 and 6 questions
+        *code,
+    ]
+    run(fit)
+    logged = {tag: values[max(values)] for tag, values in eval_scalars(run_dir).items()}
+    expected = single_process_figures(run_dir, 13, [str(source)] if code else [], 20)
+    if code:
+        assert expected["eval/code/accepted_chars"] > 0  # it gets the indentation right, not 0 on both sides
+    print(f"{launch}: logged {logged}, offline {expected}")  # shown with -s
+    assert set(logged) == set(expected) | {"eval/seconds"}
+    for tag, value in expected.items():
+        assert logged[tag] == pytest.approx(value, abs=1e-6), tag
+
+
+def eval_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: scalar_values(run_dir, tag) for tag in events.Tags()["scalars"] if tag.startswith("eval/")}
+
+
+def single_process_figures(run_dir: Path, limit: int, code_files: list[str], code_lines: int) -> dict[str, float]:
+    """What DownstreamEval logs, computed in this one process on the run's last checkpoint."""
+    model, tokenizer = load_checkpoint(run_dir)
+    accuracies = score_questions(model, tokenizer, read_questions(CLOZE, limit)).accuracies()
+    figures = {f"eval/shakespeare_cloze/{name}": value for name, value in accuracies.items()}
+    if code_files:
+        tasks = line_tasks(tokenizer, read_sources(code_files), default_context(model.config.block_size), code_lines)
+        figures |= {
+            f"eval/code/{name}": value for name, value in score_lines(model, tokenizer, tasks).metrics().items()
+        }
+    return figures
