@@ -23,8 +23,6 @@ from tests.conftest import REPO
 from tests.test_preemption import EVERY, interrupt, resume_and_compare
 from tests.test_resume import LAUNCH, MAX_STEPS, fit_command, kill_after_checkpoint, reference_losses, run
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}  # tests.* in every rank
-
 
 class PoisonLoss(L.Callback):
     """Makes ``rank``'s logits NaN at the optimizer steps ``steps`` (0-based, as ``trainer.global_step``
@@ -81,7 +79,13 @@ POISONED = (3, 14)  # one step before the step-10 checkpoint, one after it
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launch", ["ddp", "fsdp2"])
-def test_nonfinite_steps_are_skipped_on_every_rank_and_counted_across_a_resume(small_dataset, tmp_path, launch):
+def test_nonfinite_steps_are_skipped_on_every_rank_and_counted_across_a_resume(
+    small_dataset, tmp_path, monkeypatch, launch
+):
+    """Rank 1's loss is NaN at steps 3 and 14; the run is killed after step 10's checkpoint and resumed. Both
+    ranks' weights stay unchanged over exactly those steps (DDP: identical on both ranks at every step), and
+    train/skipped_steps, as TensorBoard reads the run, counts 1 then 2 across the resume."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))  # for PoisonLoss
     run_dir, digests = tmp_path / "run", tmp_path / "digests"
     poison = [
         "--trainer.callbacks+=tests.test_distributed_guards.PoisonLoss",
