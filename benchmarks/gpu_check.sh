@@ -26,18 +26,24 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-python3 -c "import torch, lightning, litdata; print('torch', torch.__version__, 'lightning', lightning.__version__, \
+python3 -c "import lit_llm.train, torch, lightning, litdata; print('torch', torch.__version__, 'lightning', lightning.__version__, \
 'litdata', litdata.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())" \
   || { echo "missing packages: run benchmarks/fetch_wheels.sh and carry .whl" >&2; exit 1; }
 
 if [[ ${GPU_CHECK_SMOKE:-0} == 1 ]]; then  # toy shapes: checks the stages, measures nothing
+  # In CI's time (tests/test_gpu_check.py): eager (inductor compiles C++ on a CPU for minutes), no memory
+  # probes (a process per variant), one loader worker.
   gpt2=(--preset micro --arch n_layer=1 n_embd=32 n_head=2 block_size=32 vocab_size=4096 --batch-size 2)
   big=(--preset micro --arch n_layer=1 n_embd=32 n_head=2 block_size=32 --batch-size 2)
-  reps=(--rounds 1 --warmup 1 --steps 2 --interleave rounds) precision=32-true  # rounds: as on a GPU
+  reps=(--rounds 1 --warmup 1 --steps 2 --interleave rounds) short=(--warmup 1 --steps 2)  # rounds: as on a GPU
+  precision=32-true compile=() memory=(--no-memory) workers=1 loader_batches=5
+  features=optimizer,sdpa,precision,checkpointing,gelu  # stage 2 runs the loss variants (one compiles)
 else
   gpt2=(--preset gpt2-124m --batch-size 32)
   big=(--preset llama-1b --seq-len 2048 --batch-size 4)
-  reps=(--rounds 2 --warmup 4 --steps 12) precision=bf16-mixed
+  reps=(--rounds 2 --warmup 4 --steps 12) short=(--warmup 3 --steps 8)
+  precision=bf16-mixed compile=(--compile) memory=() workers=4 loader_batches=50
+  features=optimizer,sdpa,precision,checkpointing,gelu,loss
 fi
 
 # stage NAME LIMIT_S -m MODULE ARGS...: runs if the budget still holds LIMIT_S seconds; on SIGTERM at the
@@ -56,16 +62,16 @@ stage() {
   grep -A30 '^| variant' "$work/$name.log" | head -30
 }
 
-stage gpt2-124m 180 -m benchmarks.throughput "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
-  --num-workers 4 --loader-batches 50 --workdir "$work"
+stage gpt2-124m 180 -m benchmarks.throughput "${gpt2[@]}" --precision "$precision" "${compile[@]}" "${reps[@]}" \
+  "${memory[@]}" --num-workers "$workers" --loader-batches "$loader_batches" --workdir "$work"
 data=()  # the shards stage 1 prepared, if it got that far
 [[ -f $work/shards/metadata.json ]] && data=(--data-dir "$work/shards")
-stage gpt2-124m-loss 100 -m benchmarks.features "${gpt2[@]}" --precision "$precision" --compile "${reps[@]}" \
-  --features loss "${data[@]}"
+stage gpt2-124m-loss 100 -m benchmarks.features "${gpt2[@]}" --precision "$precision" "${compile[@]}" "${reps[@]}" \
+  "${memory[@]}" --features loss "${data[@]}"
 stage llama-1b-fsdp2 80 -m benchmarks.throughput "${big[@]}" --precision "$precision" --strategy fsdp2 \
-  --variants lightning --rounds 1 --warmup 3 --steps 8 --num-workers 4 --loader-batches 0 "${data[@]}"
+  --variants lightning --rounds 1 "${short[@]}" "${memory[@]}" --num-workers "$workers" --loader-batches 0 "${data[@]}"
 stage gpt2-124m-eager-features 105 -m benchmarks.features "${gpt2[@]}" --precision "$precision" --rounds 1 \
-  --warmup 3 --steps 8 --features optimizer,sdpa,precision,checkpointing,gelu,loss "${data[@]}"
+  "${short[@]}" "${memory[@]}" --features "$features" "${data[@]}"
 
 python3 -m benchmarks.summarize "$out"/*.json | tee "$out/gpu_check.md"
 echo "total $((SECONDS - start)) s; results in $out"
