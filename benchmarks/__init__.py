@@ -1,3 +1,1 @@
-from lit_llm.train.imports import defer_metric_domains
-
-defer_metric_domains()  # before a benchmark imports Lightning: seconds off each benchmark process's start
+import lit_llm.train  # noqa: F401  (defers torchmetrics' metric domains before a benchmark imports Lightning)
