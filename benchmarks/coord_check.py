@@ -8,12 +8,14 @@ grows; under the standard parametrization the logits (and, after a few steps, th
 Writes docs/images/coord-check.{json,png}.
 
     OMP_NUM_THREADS=1 python -m benchmarks.coord_check
+    OMP_NUM_THREADS=1 python -m benchmarks.coord_check --optimizer muon --out docs/images/coord-check-muon
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,10 +26,10 @@ from lit_llm.model import GPT
 RECIPE = Recipe(warmup_steps=0, lr_schedule="constant", weight_decay=0.0)
 
 
-def activation_scales(width: int, parametrization: str, steps: int, learning_rate: float) -> dict[str, list[float]]:
+def activation_scales(width: int, parametrization: str, steps: int, learning_rate: float, recipe: Recipe = RECIPE):
     """Mean |activation| per step of ``embeddings``, ``block i`` and ``logits`` while training ``steps`` steps."""
-    torch.manual_seed(RECIPE.seed)
-    model = GPT(RECIPE.config(width, parametrization))
+    torch.manual_seed(recipe.seed)
+    model = GPT(recipe.config(width, parametrization))
     scales: dict[str, list[float]] = {}
 
     def record(name: str):
@@ -40,13 +42,13 @@ def activation_scales(width: int, parametrization: str, steps: int, learning_rat
     for i, block in enumerate(model.blocks):
         block.register_forward_hook(record(f"block {i}"))
     model.register_forward_hook(record("logits"))
-    train(model, batches(shakespeare_tokens()[0], RECIPE, steps, RECIPE.seed), learning_rate, RECIPE)
+    train(model, batches(shakespeare_tokens()[0], recipe, steps, recipe.seed), learning_rate, recipe)
     return scales
 
 
-def coord_check(widths: list[int], steps: int, learning_rate: float) -> list[dict]:
+def coord_check(widths: list[int], steps: int, learning_rate: float, recipe: Recipe = RECIPE) -> list[dict]:
     return [
-        dict(parametrization=p, width=w, scales=activation_scales(w, p, steps, learning_rate))
+        dict(parametrization=p, width=w, scales=activation_scales(w, p, steps, learning_rate, recipe))
         for p in PARAMETRIZATIONS
         for w in widths
     ]
@@ -84,11 +86,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--widths", default="64,128,256,512,1024")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--learning_rate", type=float, default=1e-2)
+    parser.add_argument("--optimizer", default="adamw", help="adamw, or muon (at muon_lr 0.02) for the matrices")
     parser.add_argument("--out", type=Path, default=IMAGES / "coord-check")
     args = parser.parse_args(argv)
-    results = coord_check([int(w) for w in args.widths.split(",")], args.steps, args.learning_rate)
+    recipe = replace(RECIPE, optimizer=args.optimizer)
+    results = coord_check([int(w) for w in args.widths.split(",")], args.steps, args.learning_rate, recipe)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    summary = dict(recipe=RECIPE.__dict__, learning_rate=args.learning_rate, results=results)
+    summary = dict(recipe=recipe.__dict__, learning_rate=args.learning_rate, results=results)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(results, args.out.with_suffix(".png"))
     for r in results:

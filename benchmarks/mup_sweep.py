@@ -47,6 +47,7 @@ class Recipe:
     steps: int = 200
     warmup_steps: int = 20
     lr_schedule: str = "cosine"
+    optimizer: str = "adamw"  # or muon (at its default muon_lr) for the blocks' matrices
     weight_decay: float = 0.1
     val_batches: int = 16
     seed: int = 0
@@ -84,10 +85,10 @@ def batch_loss(model: GPT, batch: torch.Tensor) -> torch.Tensor:
 
 
 def train(model: GPT, train_batches: list[torch.Tensor], learning_rate: float, recipe: Recipe) -> None:
-    """AdamW (μP's per-group rates under mup) with the recipe's schedule, as `lit-llm fit` builds them; no
+    """The recipe's optimizer (μP's per-group rates under mup) and schedule, as `lit-llm fit` builds them; no
     clipping, so a learning rate that is too high shows as a high loss."""
     optimizer = build_optimizer(
-        model, "adamw", learning_rate=learning_rate, weight_decay=recipe.weight_decay, betas=(0.9, 0.95)
+        model, recipe.optimizer, learning_rate=learning_rate, weight_decay=recipe.weight_decay, betas=(0.9, 0.95)
     )
     schedule = LRSchedule(learning_rate, learning_rate / 10, recipe.warmup_steps, recipe.lr_schedule)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
