@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from benchmarks.coord_check import coord_check
+from benchmarks.coord_check import RECIPE, coord_check
 from benchmarks.mup_sweep import Recipe, batch_loss, batches, shakespeare_tokens, train
 from lit_llm.commands.export import export
 from lit_llm.config import ModelConfig
@@ -122,3 +122,13 @@ def test_coord_check_logits_grow_with_width_under_standard_only():
         standard = last["standard", 256][name][-1] / last["standard", 64][name][-1]
         mup = last["mup", 256][name][-1] / last["mup", 64][name][-1]
         assert standard > 2.5 and 0.5 < mup < 1.6, (name, standard, mup)
+
+
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch.optim.Muon is missing in this torch")
+def test_coord_check_with_muon_is_flat_under_mup():
+    results = coord_check([64, 256], steps=4, learning_rate=1e-2, recipe=replace(RECIPE, optimizer="muon"))
+    last = {(r["parametrization"], r["width"]): r["scales"] for r in results}
+    for name in ("logits", "block 1"):
+        standard = last["standard", 256][name][-1] / last["standard", 64][name][-1]
+        mup = last["mup", 256][name][-1] / last["mup", 64][name][-1]
+        assert standard > 2.0 and 0.8 < mup < 1.25, (name, standard, mup)
