@@ -195,12 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parametrizations", default=",".join(PARAMETRIZATIONS))
     parser.add_argument("--rates", default="6.25e-4,1.25e-3,2.5e-3,5e-3,1e-2", help="5 values a factor 2 apart")
     parser.add_argument("--steps", type=int, default=Recipe.steps)
+    parser.add_argument("--seed", type=int, default=Recipe.seed, help="the init and the batches drawn")
     parser.add_argument("--out", type=Path, default=IMAGES / "mup-sweep")
     parser.add_argument("--merge", type=Path, nargs="+", help="merge these parts' JSONs into --out instead")
     args = parser.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
-    recipe = Recipe(steps=args.steps)
+    recipe = Recipe(steps=args.steps, seed=args.seed)
     train_tokens, val_tokens = shakespeare_tokens()
     data = (
         batches(train_tokens, recipe, recipe.steps, recipe.seed),
