@@ -91,7 +91,7 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=mask is None and T > 1,
             enable_gqa=c.n_kv_head != c.n_head,
-            # μP scores attention by 1/d_head, not 1/sqrt(d_head) (Tensor Programs V, Definition 4.1): after
+            # μP scores attention by 1/d_head, not 1/sqrt(d_head) (Tensor Programs V's attention rule): after
             # training, queries and keys correlate, so their dot product grows like d_head, not sqrt(d_head).
             scale=1 / c.head_size if c.parametrization == "mup" else None,
         )

@@ -43,7 +43,7 @@ def adamw_groups(model: GPT, parameters, learning_rate: float, weight_decay: flo
         "lr": learning_rate / model.config.width_multiplier,
     }
     decay["params"] = [p for p in decay["params"] if id(p) not in hidden]
-    return [*groups, hidden_group] if hidden_group["params"] else groups  # last: train/lr logs the first group
+    return [*groups, hidden_group]  # last: train/lr logs the first group's rate
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
