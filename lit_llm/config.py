@@ -12,6 +12,13 @@ class ModelConfig:
 
     ``vocab_size: null`` means "take it from the prepared data" (padded up to a multiple of
     ``pad_vocab_multiple`` so the embedding and head matmuls stay aligned on GPUs).
+
+    Args:
+        parametrization: ``standard`` (GPT-2's init and one learning rate) or ``mup``: the maximal update
+            parametrization (Tensor Programs V), under which the learning rate and init tuned at
+            ``mup_base_width`` hold at every ``n_embd`` (docs/scaling.md).
+        mup_base_width: the ``n_embd`` the hyperparameters were tuned at (``mup`` only; null: this model's own
+            ``n_embd``). ``n_embd / mup_base_width`` is the width multiplier.
     """
 
     n_layer: int = 4
@@ -39,10 +46,19 @@ class ModelConfig:
     zero_init_proj: bool = False
     # Squash the logits smoothly into (-c, c): logits = c * tanh(logits / c), as Gemma 2 and modded-nanogpt.
     logit_softcap: float | None = None
+    parametrization: Literal["standard", "mup"] = "standard"
+    mup_base_width: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
+        if self.parametrization == "mup" and self.mup_base_width is None:
+            self.mup_base_width = self.n_embd
+        if self.mup_base_width is not None and (self.parametrization != "mup" or self.mup_base_width <= 0):
+            raise ValueError(
+                f"mup_base_width={self.mup_base_width} needs parametrization=mup and a positive width; "
+                "set parametrization: mup (or mup_base_width: null)"
+            )
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick sizes that divide")
         if self.n_head % self.n_kv_head:
@@ -62,6 +78,11 @@ class ModelConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def width_multiplier(self) -> float:
+        """μP's n_embd / mup_base_width (1.0 under the standard parametrization)."""
+        return self.n_embd / self.mup_base_width if self.parametrization == "mup" else 1.0
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> ModelConfig:

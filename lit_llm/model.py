@@ -91,6 +91,9 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=mask is None and T > 1,
             enable_gqa=c.n_kv_head != c.n_head,
+            # μP scores attention by 1/d_head, not 1/sqrt(d_head) (Tensor Programs V's attention rule): after
+            # training, queries and keys correlate, so their dot product grows like d_head, not sqrt(d_head).
+            scale=1 / c.head_size if c.parametrization == "mup" else None,
         )
         return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
 
@@ -150,15 +153,21 @@ class GPT(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·n_layer) (zero with
-        ``zero_init_proj``).
+        ``zero_init_proj``). Under μP the blocks' matrices' std is divided by sqrt(width multiplier).
 
         Public so a model built on the meta device (FSDP) can be materialised with ``to_empty`` and
         then initialised exactly as an eager one.
         """
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        # μP (Tensor Programs V, Table 3): hidden weights have variance ∝ 1/fan_in, i.e. the base width's std
+        # over sqrt(width multiplier); embeddings and the readout (vector-like: one dimension grows with the
+        # width) keep the base std, the readout being scaled in the forward pass instead (see hidden_states).
+        hidden_scale = 1 / math.sqrt(self.config.width_multiplier)
         for name, module in self.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 std = residual_std if name.endswith(".proj") else 0.02
+                if name.startswith("blocks."):
+                    std *= hidden_scale
                 if self.config.zero_init_proj and name.endswith(".proj"):
                     nn.init.zeros_(module.weight)
                 else:
@@ -177,7 +186,8 @@ class GPT(nn.Module):
         return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def hidden_states(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """The final-norm activations (B, T, n_embd) that the output head turns into logits."""
+        """The activations (B, T, n_embd) that the output head turns into logits: the final norm's, times
+        1/width multiplier under μP."""
         T = idx.size(1)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the model's block_size {self.config.block_size}")
@@ -188,7 +198,13 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, start)
-        return self.norm_f(x)
+        x = self.norm_f(x)
+        if self.config.parametrization == "mup":
+            # μP's readout multiplier (Tensor Programs V, Table 3 in the mup package's form, MuReadout): logits
+            # times 1/width multiplier with the readout's base init and learning rate, here on the head's input
+            # so that the chunked loss, which reads these and the head's weight, sees it too.
+            x = x / self.config.width_multiplier
+        return x
 
     def setup_kv_cache(self, batch_size: int, max_len: int | None = None) -> None:
         c = self.config

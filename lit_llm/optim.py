@@ -19,8 +19,31 @@ OptimizerName = Literal["adamw", "muon"]
 
 
 def muon_parameters(model: GPT) -> list[torch.nn.Parameter]:
-    """The transformer blocks' 2-D weights (attention and MLP matrices): what Muon optimises."""
+    """The transformer blocks' 2-D weights (attention and MLP matrices): what Muon optimises, and μP's
+    hidden (matrix-like) weights."""
     return [p for p in model.blocks.parameters() if p.requires_grad and p.dim() == 2]
+
+
+def adamw_groups(model: GPT, parameters, learning_rate: float, weight_decay: float) -> list[dict]:
+    """``weight_decay_groups`` of ``parameters``; under μP the blocks' matrices among them get their own group
+    at ``learning_rate / width multiplier``.
+
+    μP's Adam rule (Tensor Programs V, Table 3; the mup package's MuAdamW): hidden weights' learning rate
+    ∝ 1/fan_in, while vector-like parameters (embeddings, the readout, norms, biases) keep the base rate.
+    As in MuAdamW the weight decay value is kept, so decoupled decay (lr × wd) shrinks with the rate.
+    """
+    groups = weight_decay_groups(parameters, weight_decay)
+    if model.config.parametrization != "mup":
+        return groups
+    hidden = {id(p) for p in muon_parameters(model)}
+    decay = groups[0]
+    hidden_group = {
+        "params": [p for p in decay["params"] if id(p) in hidden],
+        "weight_decay": weight_decay,
+        "lr": learning_rate / model.config.width_multiplier,
+    }
+    decay["params"] = [p for p in decay["params"] if id(p) not in hidden]
+    return [*groups, hidden_group]  # last: train/lr logs the first group's rate
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
@@ -82,7 +105,8 @@ def build_optimizer(
     params = list(model.parameters())
     fused = all(p.device.type in ("cuda", "cpu") for p in params) or None  # CPU: docs/benchmarks.md
     if name == "adamw":
-        return torch.optim.AdamW(weight_decay_groups(params, weight_decay), lr=learning_rate, betas=betas, fused=fused)
+        groups = adamw_groups(model, params, learning_rate, weight_decay)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
     if name != "muon":
         raise ValueError(f"model.optimizer={name!r} is unknown; choose adamw or muon")
     if not hasattr(torch.optim, "Muon"):
@@ -92,6 +116,10 @@ def build_optimizer(
             "model.optimizer=muon orthogonalises whole matrices, but fsdp2 shards each one over the ranks; "
             "use trainer.strategy ddp (or model.optimizer adamw)"
         )
+    # Under μP Muon's matrices keep muon_lr at every width: its orthogonalised update has spectral norm 1,
+    # times sqrt(max(1, fan_out/fan_in)) (torch's default adjust_lr_fn), which meets the spectral condition
+    # for feature learning (Yang, Simon & Bernstein 2023: ||ΔW|| ∝ sqrt(fan_out/fan_in)) with no width
+    # factor. The AdamW rest is vector-like (embeddings, readout, norms, biases): base rate under μP too.
     matrices = muon_parameters(model)
     ids = {id(p) for p in matrices}
     rest = [p for p in params if id(p) not in ids]

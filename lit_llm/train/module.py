@@ -126,7 +126,8 @@ class LitLLM(L.LightningModule):
     ) -> None:
         """
         Args:
-            architecture: a preset name from lit_llm.config.PRESETS, or ModelConfig fields.
+            architecture: a preset name from lit_llm.config.PRESETS, or ModelConfig fields (listed by
+                ``--model.architecture.help ModelConfig``; μP: ``parametrization: mup`` and ``mup_base_width``).
             init_from: continue pre-training an existing model: a lit-llm checkpoint, run folder or Hugging
                 Face GPT-2/Llama folder. Its architecture replaces ``architecture``, and the data must be
                 prepared with its tokenizer (``lit-llm prepare --tokenizer FOLDER/tokenizer.json``).
