@@ -12,6 +12,7 @@ CORE = [
     "lit_llm.objective",
     "lit_llm.parallelism",
     "lit_llm.hf",
+    "lit_llm.hf_families",
     "lit_llm.data.prepare",
     "lit_llm.data.format",
     "lit_llm.evaluation.multiple_choice",
