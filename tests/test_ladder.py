@@ -146,6 +146,8 @@ def test_bad_ladders_give_one_line_errors(tmp_path, byte_dataset, capsys):
     assert "unknown option --recipe_typo" in message
     message = ladder_error(capsys, config, "--budgets", "-1")
     assert "budgets must be positive numbers" in message
+    message = ladder_error(capsys, config, "--recipe.lr_reference_width", "16", "--family.parametrization", "mup")
+    assert "drop recipe.lr_reference_width" in message
     config.write_text(config.read_text() + "\nwarmup: 10\n")
     assert "unknown key(s) ['warmup']" in ladder_error(capsys, config)
     assert "not found" in ladder_error(capsys, tmp_path / "missing.yaml")

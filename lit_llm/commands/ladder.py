@@ -122,6 +122,11 @@ def read_ladder(path: str, overrides: dict) -> dict:
     if ladder["sizes"] != "auto":
         ladder["sizes"] = floats(ladder["sizes"], "sizes", path)
     ladder["family"] = ModelFamily.from_dict(ladder["family"], path)
+    if ladder["recipe"].get("lr_reference_width") and ladder["family"].shared.get("parametrization") == "mup":
+        raise ValueError(
+            f"{path}: recipe.lr_reference_width and family parametrization mup both scale the learning rate with "
+            "width; drop recipe.lr_reference_width (μP already does it)"
+        )
     count_params(ModelConfig(vocab_size=1), ladder["fit"].get("params", "total"))  # validates fit.params
     return ladder
 
