@@ -1,8 +1,10 @@
-"""Every bad input gets one clear line: a table of wrong inputs, each run through the real `lit-llm` script.
+"""Every bad input gets one clear line: a table of wrong inputs, each run as its own `lit-llm` process.
 
 Each row runs in its own copy of a shared workspace (a prepared dataset, a trained run, broken files), and
 asserts: a non-zero exit, exactly one line on stderr that names the offending value and the fix, no
-traceback, and that nothing that existed before was changed or deleted.
+traceback, and that nothing that existed before was changed or deleted. The rows' processes are forked from
+one interpreter that imported the stack once (tests/forked_cli.py): fifty imports of Lightning would be most
+of this file's time.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.forked_cli import Command, run_commands
 
 EXPERIMENT = str(REPO / "experiments" / "shakespeare-char-cpu.yaml")
 # A 1-layer, 32-wide model on 32-token sequences: each fit row fails (or would train) in seconds.
@@ -41,12 +42,9 @@ NEW_RUN = ["--trainer.default_root_dir", "WS/new-run"]
 CKPT = "WS/run/checkpoints/last.ckpt"
 
 
-def lit_llm(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The installed console script, importing this checkout's package."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run(
-        [shutil.which("lit-llm"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+def lit_llm(*args: str, cwd: Path):
+    """One `lit-llm` command in its own process."""
+    return run_commands([Command(list(args), cwd=cwd)])[0]
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,8 @@ def workspace(tmp_path_factory, byte_dataset) -> Path:
     """What every row starts from: a dataset, a trained run, broken copies of both, and bad input files."""
     ws = tmp_path_factory.mktemp("bad-inputs")
     shutil.copytree(byte_dataset, ws / "data")
-    trained = lit_llm(*[a.replace("WS/", f"{ws}/") for a in FIT], "--trainer.default_root_dir", str(ws / "run"), cwd=ws)
+    fit = [a.replace("WS/", f"{ws}/") for a in FIT]
+    (trained,) = run_commands([Command([*fit, "--trainer.default_root_dir", str(ws / "run")], cwd=ws)])
     assert trained.returncode == 0, trained.stderr
     write_bad_inputs(ws / "in")
     write_broken_datasets(ws)
@@ -213,25 +212,21 @@ def write_broken_datasets(ws: Path) -> None:
     (ws / "data-corrupt-shard" / shard).write_bytes(data[:16] + b"\xff" * (len(data) - 16))
 
 
-def run_row(row: Row, workspace: Path, root: Path) -> tuple[subprocess.CompletedProcess, dict, dict]:
-    ws = root / row.name
-    shutil.copytree(workspace, ws, symlinks=True)
-    before = tree_digest(ws)
-    args = [a.replace("WS/", f"{ws}/") for a in row.args]
-    try:
-        result = lit_llm(*args, cwd=ws)
-    except subprocess.TimeoutExpired as err:  # a hang fails its own row, not the whole table
-        result = subprocess.CompletedProcess(err.cmd, None, err.stdout or "", f"timed out after {err.timeout}s")
-    return result, before, tree_digest(ws)
-
-
 @pytest.fixture(scope="module")
 def outcomes(workspace, tmp_path_factory) -> dict:
-    """All rows at once: most of each row's time is importing torch, which several processes share well."""
+    """All rows at once, each in its own copy of the workspace: (result, files before, files after) by name."""
     root = tmp_path_factory.mktemp("rows")
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {row.name: pool.submit(run_row, row, workspace, root) for row in ROWS}
-    return {name: future.result() for name, future in futures.items()}
+    commands, before = [], {}
+    for row in ROWS:
+        ws = root / row.name
+        shutil.copytree(workspace, ws, symlinks=True)
+        before[row.name] = tree_digest(ws)
+        commands.append(Command([a.replace("WS/", f"{ws}/") for a in row.args], cwd=ws))
+    results = run_commands(commands)  # a hang fails its own row (killed, "timed out" on stderr), not the table
+    return {
+        row.name: (result, before[row.name], tree_digest(root / row.name))
+        for row, result in zip(ROWS, results, strict=True)
+    }
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
