@@ -27,7 +27,7 @@ lm_eval = pytest.importorskip("lm_eval", reason='needs lm-eval (pip install "lit
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.model import LM  # noqa: E402
 
-from lit_llm.evaluation.harness import TASKS_DIR, LitLLMEval, choice_task, evaluate_tasks  # noqa: E402
+from lit_llm.evaluation.harness import TASKS_DIR, LitLLMEval, choice_task, evaluate_tasks, task_manager  # noqa: E402
 
 CLOZE = TASKS_DIR / "shakespeare_cloze.jsonl"
 
@@ -66,13 +66,11 @@ def text_task(checkpoint, shakespeare_slice, tmp_path_factory):
 
 
 def run_harness(model, model_args, tasks):
-    from lm_eval.tasks import TaskManager
-
     return lm_eval.simple_evaluate(
         model,
         model_args=model_args,
         tasks=tasks,
-        task_manager=TaskManager(include_path=str(TASKS_DIR)),
+        task_manager=task_manager([str(TASKS_DIR)], tasks),
         limit=24,
         batch_size=4,
         device="cpu",
@@ -152,7 +150,9 @@ def test_evaluate_bits_per_byte_is_lm_evals_plus_the_closing_end_of_text(checkpo
     path, config = text_task
     ours = evaluate(str(checkpoint), [str(path)], stride=96)["inputs"][0]
     lm = LitLLMEval(str(checkpoint), batch_size=4, dtype="float32")
-    harness = lm_eval.simple_evaluate(lm, tasks=[config], bootstrap_iters=0)["results"]["one_text"]
+    manager = task_manager([str(TASKS_DIR)], [config])
+    harness = lm_eval.simple_evaluate(lm, tasks=[config], task_manager=manager, bootstrap_iters=0)["results"]
+    harness = harness["one_text"]
     n_bytes = len(path.read_text().encode())
     assert ours["bytes"] == n_bytes
     harness_nats = harness["bits_per_byte,none"] * math.log(2) * n_bytes

@@ -154,16 +154,24 @@ def choice_task(path: str) -> dict:
     }
 
 
+def task_manager(paths: list[str], specs: list):
+    """lm-eval's task index of ``paths``, and of lm-eval's own tasks only when a named task is not in
+    ``paths``: indexing lm-eval's thousands of task YAMLs takes ~10 s."""
+    from lm_eval.tasks import TaskManager
+
+    local = TaskManager(include_path=paths, include_defaults=False)
+    names = [s for s in specs if isinstance(s, str)]
+    return local if all(name in local.all_tasks for name in names) else TaskManager(include_path=paths)
+
+
 def evaluate_tasks(lm: LitLLMEval, tasks: list[str], limit: int | None, include_path: str | None) -> dict:
     """lm-eval's results per task (``{task: {metric: value}}``) for task names (lit-llm's shipped tasks, tasks
     under ``include_path``, or lm-eval's own where their data is in the local Hugging Face cache) and
     HellaSwag-format ``.jsonl`` files."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
-    paths = [str(TASKS_DIR)] + ([include_path] if include_path else [])
-    manager = TaskManager(include_path=paths)
     specs = [choice_task(t) if t.endswith(".jsonl") else t for t in tasks]
+    manager = task_manager([str(TASKS_DIR)] + ([include_path] if include_path else []), specs)
     unknown = [t for t in specs if isinstance(t, str) and t not in manager.all_tasks]
     if unknown:
         raise ValueError(
