@@ -59,3 +59,38 @@ def test_training_stack_defers_torchmetrics_domains():
         "assert torchmetrics.Metric is torchmetrics.metric.Metric and 'Accuracy' in torchmetrics.__all__"
     )
     assert "torchvision" in imported_modules(code)
+
+
+def test_training_stack_defers_the_compiler_and_lightning_still_sees_compiled_modules():
+    """`lit-llm fit`'s imports leave out torch._dynamo (2 CPU-s) until a run compiles; then Lightning's
+    isinstance checks see compiled modules and its logging methods are excluded from compilation, as with
+    the plain imports."""
+    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.data.datamodule")
+    assert "lightning.pytorch.trainer.connectors.logger_connector.result" in modules
+    assert "torch._dynamo" not in modules
+    code = """
+import lit_llm.train.cli, sys, torch
+from lightning.fabric.wrappers import OptimizedModule, _unwrap_compiled, _unwrap_objects
+from lightning.pytorch.utilities.compile import from_compiled, to_uncompiled
+from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
+from lit_llm.config import ModelConfig
+from lit_llm.train.module import LitLLM
+module = LitLLM(ModelConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16))
+assert not isinstance(module, OptimizedModule) and not issubclass(LitLLM, OptimizedModule)
+compiled = torch.compile(module)
+assert isinstance(compiled, OptimizedModule) and issubclass(type(compiled), OptimizedModule)
+assert _unwrap_compiled(compiled)[0] is module and _unwrap_objects(compiled) is compiled  # as plain Lightning
+assert from_compiled(compiled) is module and to_uncompiled(module) is module
+assert torch._dynamo.OptimizedModule is type(compiled)
+
+calls = []
+def logs(x):
+    _ResultCollection.log.__wrapped__  # the original method stays reachable, as with torch.compiler.disable
+    calls.append(1)
+    return x + 1
+from lit_llm.train.imports import disable_when_compiling
+logged = disable_when_compiling(logs)
+explained = torch._dynamo.explain(lambda x: logged(x * 2) * 3)(torch.ones(2))
+assert explained.graph_break_count == 1, explained  # run eagerly, outside the graph: as a disabled function
+"""
+    assert "torch._dynamo" in imported_modules(code)

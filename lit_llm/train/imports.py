@@ -1,13 +1,23 @@
-"""Start-up: `import lightning` imports torchmetrics, whose `__init__` imports every metric domain (image ->
-torchvision -> torch._dynamo, text -> transformers, audio -> scipy.signal; torchmetrics #3314), seconds of
-CPU before the first step although lit-llm and Lightning only use `Metric`, `MetricCollection` and
-`torchmetrics.aggregation`. `defer_metric_domains()` makes the rest of that `__init__` run on first use."""
+"""Start-up: seconds of CPU that `import lightning` spends on code a training run may never use.
+
+- torchmetrics' `__init__` imports every metric domain (image -> torchvision, text -> transformers, audio ->
+  scipy.signal; torchmetrics #3314) although lit-llm and Lightning only use `Metric`, `MetricCollection` and
+  `torchmetrics.aggregation`: `defer_metric_domains()` makes the rest of that `__init__` run on first use.
+- Lightning imports `torch._dynamo` (2 CPU-s, the compiler) for one name, `OptimizedModule`, used in
+  isinstance checks: `defer_dynamo()` binds that name to a stand-in that answers those checks as the real
+  class does, and imports nothing; `torch.compile` imports the compiler when a run asks for it.
+"""
 
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
+
+import torch
 
 
 def defer_metric_domains() -> None:
@@ -56,3 +66,107 @@ def imports_own_submodule(statement: ast.stmt) -> bool:
 
 def run(statements: list[ast.stmt], filename: str, module) -> None:
     exec(compile(ast.Module(statements, type_ignores=[]), filename, "exec"), module.__dict__)
+
+
+# Lightning's modules whose import runs torch._dynamo's: for `OptimizedModule` in isinstance checks, and for
+# `@torch.compiler.disable` on the logging methods (lightning 2.x)
+IMPORT_DYNAMO = (
+    "lightning.fabric.wrappers",
+    "lightning.pytorch.utilities.compile",
+    "lightning.pytorch.trainer.connectors.logger_connector.result",
+)
+
+
+class DeferredClassCheck(type):
+    """isinstance/issubclass against torch._dynamo.OptimizedModule, without importing torch._dynamo: before it
+    is imported no instance or subclass of it can exist, so the answer is False until then."""
+
+    def __instancecheck__(cls, instance) -> bool:
+        real = imported_optimized_module()
+        return real is not None and isinstance(instance, real)
+
+    def __subclasscheck__(cls, subclass) -> bool:
+        real = imported_optimized_module()
+        return real is not None and issubclass(subclass, real)
+
+
+class OptimizedModule(metaclass=DeferredClassCheck):
+    """Stands for torch._dynamo.OptimizedModule in the Lightning modules of IMPORT_DYNAMO."""
+
+
+def imported_optimized_module() -> type | None:
+    return getattr(sys.modules.get("torch._dynamo"), "OptimizedModule", None)
+
+
+def disable_when_compiling(fn):
+    """`@torch.compiler.disable`, applied when it can matter: ``fn`` runs as it is until torch._dynamo is
+    imported (nothing can be compiling before), and through `torch.compiler.disable(fn)` from then on."""
+    disabled = []
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(fn))
+        return disabled[0](*args, **kwargs)
+
+    return call
+
+
+class DeferDynamo(ast.NodeTransformer):
+    """`from torch._dynamo import OptimizedModule` -> the stand-in; `@torch.compiler.disable` ->
+    `@disable_when_compiling`. Anything else is left as it is."""
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+        if node.module == "torch._dynamo" and [alias.name for alias in node.names] == ["OptimizedModule"]:
+            return ast.copy_location(ast.ImportFrom("lit_llm.train.imports", node.names, 0), node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.decorator_list = [
+            ast.copy_location(ast.parse(f"{__name__}.disable_when_compiling", mode="eval").body, d)
+            if ast.unparse(d) == "torch.compiler.disable"
+            else d
+            for d in node.decorator_list
+        ]
+        self.generic_visit(node)
+        return node
+
+
+class DeferDynamoLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname: str):
+        path = self.get_filename(fullname)
+        tree = DeferDynamo().visit(ast.parse(self.get_source(fullname), path))
+        tree.body.insert(first_statement(tree), ast.parse(f"import {__name__}").body[0])
+        return compile(ast.fix_missing_locations(tree), path, "exec", dont_inherit=True)
+
+
+def first_statement(tree: ast.Module) -> int:
+    """Where a statement can go first: after the docstring and the `from __future__` imports."""
+    index = 0
+    for statement in tree.body:
+        docstring = isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and index == 0
+        if not (docstring or (isinstance(statement, ast.ImportFrom) and statement.module == "__future__")):
+            break
+        index += 1
+    return index
+
+
+class DeferDynamoFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules of IMPORT_DYNAMO where Python would, and loads them through DeferDynamoLoader."""
+
+    def find_spec(self, fullname: str, path, target=None):
+        if fullname not in IMPORT_DYNAMO:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = DeferDynamoLoader(fullname, spec.origin)
+        return spec
+
+
+def defer_dynamo() -> None:
+    """Load IMPORT_DYNAMO without importing torch._dynamo (before Lightning is imported; a no-op once it is)."""
+    loaded = any(name in sys.modules for name in IMPORT_DYNAMO)
+    if not loaded and not any(isinstance(finder, DeferDynamoFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, DeferDynamoFinder())
