@@ -5,10 +5,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"
+CPU_EXPERIMENT = REPO / "experiments" / "shakespeare-char-cpu.yaml"
+# What a test run leaves out unless it asks: the progress bar, the validation sample, loader workers.
+QUIET = {"trainer.enable_progress_bar": False, "model.sample_tokens": 0, "data.num_workers": 0}
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n auto` already keeps every core busy: one torch thread each
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def fit_args(data_dir, run_dir, settings: dict, *extra: str) -> list[str]:
+    """`lit-llm fit` arguments of a test run of the README's CPU experiment: ``settings`` as
+    ``{"trainer.max_steps": 6, ...}`` (over QUIET), then ``extra`` flags as they are."""
+    merged = {"data.data_dir": data_dir, "trainer.default_root_dir": run_dir, **QUIET, **settings}
+    flags = [item for key, value in merged.items() for item in (f"--{key}", flag_value(value))]
+    return ["fit", "--config", str(CPU_EXPERIMENT), *flags, *extra]
+
+
+def flag_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @pytest.fixture(scope="session")

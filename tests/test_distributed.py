@@ -6,7 +6,7 @@ import sys
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO
+from tests.conftest import fit_args
 
 
 def free_port() -> int:
@@ -18,41 +18,11 @@ def free_port() -> int:
 def test_two_nodes_with_torchrun(byte_dataset, tmp_path):
     port = free_port()
     run_dir = tmp_path / "run"
-    fit_args = [
-        "fit",
-        "--config",
-        str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-        "--data.data_dir",
-        str(byte_dataset),
-        "--trainer.default_root_dir",
-        str(run_dir),
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.num_nodes",
-        "2",
-        "--trainer.devices",
-        "1",
-        "--trainer.max_steps",
-        "6",
-        "--trainer.val_check_interval",
-        "100",
-        "--trainer.limit_val_batches",
-        "2",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--model.architecture.n_layer",
-        "1",
-        "--model.sample_tokens",
-        "0",
-        "--model.global_batch_size",
-        "8",
-        "--data.batch_size",
-        "2",
-        "--data.num_workers",
-        "0",
-    ]
+    run = fit_args(byte_dataset, run_dir, {
+        "trainer.strategy": "ddp", "trainer.num_nodes": 2, "trainer.devices": 1, "trainer.max_steps": 6,
+        "trainer.val_check_interval": 100, "trainer.limit_val_batches": 2, "trainer.log_every_n_steps": 1,
+        "model.architecture.n_layer": 1, "model.global_batch_size": 8, "data.batch_size": 2,
+    })  # fmt: skip
     nodes = [
         subprocess.Popen(
             [
@@ -71,7 +41,7 @@ def test_two_nodes_with_torchrun(byte_dataset, tmp_path):
                 str(port),
                 "-m",
                 "lit_llm.cli",
-                *fit_args,
+                *run,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

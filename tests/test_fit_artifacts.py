@@ -10,47 +10,20 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from lit_llm.checkpointing import load_checkpoint
 from lit_llm.cli import main
 from lit_llm.train.cli import HPARAMS_METRIC
-from tests.conftest import REPO
+from tests.conftest import fit_args
 
 
 @pytest.fixture(scope="module")
 def run_dir(byte_dataset, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("fit") / "run"
     main(
-        [
-            "fit",
-            "--config",
-            str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-            "--data.data_dir",
-            str(byte_dataset),
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--trainer.max_steps",
-            "24",
-            "--trainer.val_check_interval",
-            "6",
-            "--trainer.limit_val_batches",
-            "2",
-            "--trainer.log_every_n_steps",
-            "6",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.architecture.n_layer",
-            "1",
-            "--model.architecture.block_size",
-            "32",
-            "--model.learning_rate",
-            "0.02",  # high and constant: val loss goes up and down, so the best is not simply the last
-            "--model.lr_schedule",
-            "constant",
-            "--model.warmup_steps",
-            "0",
-            "--model.sample_tokens",
-            "0",
-            "--data.num_workers",
-            "0",
-        ]
-    )
+        fit_args(byte_dataset, run_dir, {
+            "trainer.max_steps": 24, "trainer.val_check_interval": 6, "trainer.limit_val_batches": 2,
+            "trainer.log_every_n_steps": 6, "model.architecture.n_layer": 1, "model.architecture.block_size": 32,
+            # high and constant: val loss goes up and down, so the best is not simply the last
+            "model.learning_rate": 0.02, "model.lr_schedule": "constant", "model.warmup_steps": 0,
+        })
+    )  # fmt: skip
     return run_dir
 
 

@@ -5,42 +5,17 @@ import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from lit_llm.cli import main
-from tests.conftest import REPO
+from tests.conftest import fit_args
 
 STEPS = 4
 
 
 def fit_losses(data_dir, run_dir, *extra) -> list[float]:
-    main(
-        [
-            "fit",
-            "--config",
-            str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-            "--data.data_dir",
-            str(data_dir),
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--trainer.max_steps",
-            str(STEPS),
-            "--trainer.log_every_n_steps",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.architecture.n_layer",
-            "2",
-            "--model.architecture.block_size",
-            "32",
-            "--model.sample_tokens",
-            "0",
-            "--data.batch_size",
-            "4",
-            "--data.num_workers",
-            "0",
-            *extra,
-        ]
-    )
+    settings = {
+        "trainer.max_steps": STEPS, "trainer.log_every_n_steps": 1, "trainer.limit_val_batches": 1,
+        "model.architecture.n_layer": 2, "model.architecture.block_size": 32, "data.batch_size": 4,
+    }  # fmt: skip
+    main(fit_args(data_dir, run_dir, settings, *extra))
     losses = {}
     for path in run_dir.glob("events.out.tfevents.*"):
         for event in EventFileLoader(str(path)).Load():

@@ -14,7 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from lit_llm.checkpointing import load_checkpoint
-from tests.conftest import REPO
+from tests.conftest import fit_args
 
 MAX_STEPS = 40
 KILL_AFTER = "step-000020.ckpt"
@@ -43,45 +43,14 @@ def assert_same_losses(expected: dict[int, float], got: dict[int, float], steps:
 
 
 def fit_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lit_llm.cli",
-        "fit",
-        "--config",
-        str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-        "--data.data_dir",
-        str(data_dir),
-        "--trainer.default_root_dir",
-        str(run_dir),
-        "--trainer.max_steps",
-        str(MAX_STEPS),
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.val_check_interval",
-        "1000",
-        "--trainer.limit_val_batches",
-        "2",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--checkpoint.every_n_train_steps",
-        "10",
-        "--model.architecture.n_layer",
-        "2",
-        "--model.architecture.block_size",
-        "32",
-        "--model.architecture.dropout",
-        "0.1",  # per-step seeding makes dropout resume exactly  # exercises the restored RNG state
-        "--model.sample_tokens",
-        "0",
-        "--model.warmup_steps",
-        "5",
-        "--data.batch_size",
-        "4",
-        "--data.num_workers",
-        "1",
-        *extra,
-    ]
+    settings = {
+        "trainer.max_steps": MAX_STEPS, "trainer.log_every_n_steps": 1, "trainer.val_check_interval": 1000,
+        "trainer.limit_val_batches": 2, "checkpoint.every_n_train_steps": 10, "model.architecture.n_layer": 2,
+        "model.architecture.block_size": 32, "model.warmup_steps": 5, "data.batch_size": 4,
+        "model.architecture.dropout": 0.1,  # per-step seeding makes dropout resume exactly (the restored RNG state)
+        "data.num_workers": 1,  # the loader's state is a worker's
+    }  # fmt: skip
+    return [sys.executable, "-m", "lit_llm.cli", *fit_args(data_dir, run_dir, settings, *extra)]
 
 
 def losses_by_step(run_dir: Path) -> dict[int, float]:

@@ -13,7 +13,7 @@ from lit_llm.model import GPT
 from lit_llm.objective import LRSchedule, next_token_loss
 from lit_llm.optim import MuonWithAdamW, build_optimizer, muon_parameters
 from lit_llm.tokenizer import byte_tokenizer
-from tests.conftest import REPO, SHAKESPEARE
+from tests.conftest import REPO, SHAKESPEARE, fit_args
 
 TINY = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320)
 
@@ -104,31 +104,8 @@ def test_muon_is_refused_where_matrices_are_sharded():
 
 
 def fit(byte_dataset, run_dir, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "lit_llm.cli",
-        "fit",
-        "--config",
-        str(REPO / "experiments" / "shakespeare-char-cpu.yaml"),
-        "--data.data_dir",
-        str(byte_dataset),
-        "--trainer.default_root_dir",
-        str(run_dir),
-        "--trainer.limit_val_batches",
-        "2",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--model.architecture.n_layer",
-        "1",
-        "--model.sample_tokens",
-        "0",
-        "--data.batch_size",
-        "4",
-        "--data.num_workers",
-        "0",
-        *args,
-    ]
+    settings = {"trainer.limit_val_batches": 2, "model.architecture.n_layer": 1, "data.batch_size": 4}
+    command = [sys.executable, "-m", "lit_llm.cli", *fit_args(byte_dataset, run_dir, settings, *args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
