@@ -61,3 +61,16 @@ def test_console_script_from_prepare_to_export(tmp_path):
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["n_layer"] == 1
     assert (tmp_path / "hf" / "model.safetensors").is_file()
     print("seconds per command:", {name: round(seconds, 1) for name, seconds in TIMINGS.items()})  # with -s
+
+
+def test_forked_commands_are_the_installed_script(tmp_path):
+    """tests/forked_cli.py (which runs the bad-input table) gives what the console script gives: exit status,
+    stdout and stderr, for errors before and inside LightningCLI and for a command that succeeds."""
+    from tests.forked_cli import Command, run_commands
+
+    commands = [["trian"], ["plan", "--preset", "gpt5"], ["--version"], ["fit", "--trainer.max_stepz", "3"]]
+    forked = run_commands([Command(args, cwd=tmp_path) for args in commands])
+    for args, ours in zip(commands, forked, strict=True):
+        script = subprocess.run([shutil.which("lit-llm"), *args], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (script.returncode, script.stdout, script.stderr), args
+    assert [result.returncode for result in forked] == [1, 1, 0, 1]
