@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,11 +118,12 @@ def test_print_commands_gives_one_fit_line_per_run(tmp_path, byte_dataset):
     )
 
 
-def test_shipped_ladder_reads():
+def test_shipped_ladder_reads_and_names_the_data_its_prepare_command_writes():
     for path in sorted((REPO / "experiments").glob("ladder-*.yaml")):
         spec = read_ladder(str(path), {})
         assert spec["budgets"] == sorted(spec["budgets"]) and spec["family"].name in ("llama", "gpt2")
-        assert Path(spec["data"]["data_dir"]).name == "python-stdlib"
+        prepared = re.search(r"lit-llm prepare .*--output_dir (\S+)", path.read_text()).group(1)
+        assert spec["data"]["data_dir"] == prepared, path
 
 
 def ladder_error(capsys, config: Path, *args: str) -> str:
