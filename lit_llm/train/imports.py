@@ -3,9 +3,10 @@
 - torchmetrics' `__init__` imports every metric domain (image -> torchvision, text -> transformers, audio ->
   scipy.signal; torchmetrics #3314) although lit-llm and Lightning only use `Metric`, `MetricCollection` and
   `torchmetrics.aggregation`: `defer_metric_domains()` makes the rest of that `__init__` run on first use.
-- Lightning imports `torch._dynamo` (2 CPU-s, the compiler) for one name, `OptimizedModule`, used in
-  isinstance checks: `defer_dynamo()` binds that name to a stand-in that answers those checks as the real
-  class does, and imports nothing; `torch.compile` imports the compiler when a run asks for it.
+- Lightning imports `torch._dynamo` (2 CPU-s, the compiler) for `OptimizedModule`, used in isinstance checks,
+  and for `@torch.compiler.disable` on its logging methods: `defer_dynamo()` binds the name to a stand-in that
+  answers those checks as the real class does and applies the decorator once the compiler is imported, so
+  nothing imports it until `torch.compile` (a run with `model.compile: true`) does.
 """
 
 from __future__ import annotations
