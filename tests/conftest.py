@@ -65,10 +65,3 @@ def small_dataset(tmp_path_factory) -> Path:
     out = corpus.parent / "data"
     prepare([str(corpus)], str(out), num_workers=1)
     return out
-
-
-def pytest_collection_modifyitems(items):
-    """Files that hold slow tests run first (in their own order): under `-n auto --dist loadfile` a long file
-    started last keeps one core busy while the others wait; short files started last fill in the tail."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
