@@ -7,6 +7,7 @@ Plain PyTorch, so `generate`, `evaluate` and `export` start without importing Li
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -43,15 +44,44 @@ def replace_atomically(tmp: Path, path: Path) -> None:
         old.unlink()
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (the disk is full, say); the previous one is intact."""
+
+
 def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to ``NAME.tmp`` beside the target, flushed to disk, then renamed into place."""
+    """``torch.save`` to ``.NAME.tmp-PID`` beside the target (a name no other process writes), flushed to disk,
+    then renamed into place. A failed write removes its temporary file and leaves the previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, Exception):
+            raise CheckpointSaveError(
+                f"{failed_save_reason(err)}: cannot save {path} ({kept_checkpoint(path)})"
+            ) from err
+        raise
     replace_atomically(tmp, path)
+
+
+def failed_save_reason(err: BaseException) -> str:
+    """The OS's reason for a failed write: torch's zip writer reports it as a RuntimeError ("unexpected pos")
+    whose context holds the OSError (ENOSPC for a full disk)."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    if err is None:
+        return "write failed"
+    return "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err)).lower()
+
+
+def kept_checkpoint(path: Path) -> str:
+    """What the run can still resume from after a failed save of ``path`` (in RUN/checkpoints/)."""
+    newest = newest_checkpoint(path.parent.parent, path.parent)
+    return f"previous checkpoint kept: {newest[0]}" if newest else "no earlier checkpoint exists"
 
 
 def is_sharded_checkpoint(path: Path) -> bool:

@@ -33,7 +33,20 @@ commands:
 # ImportError: an optional extra that is not installed, named with its pip command).
 # ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
 # the whole usage, see exit_on_error below).
+# OSError: only lit_llm.checkpointing.CheckpointSaveError (a full disk, named with the checkpoint kept) is one.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
+
+
+class UserError(SystemExit):
+    """Exit status 2 (what argparse gives a usage error) after the one-line message: the command refused its
+    input or could not do the work, and changed nothing. 1 stays for bugs (a traceback), 128 + N for a signal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def check_config_files(args: list[str]) -> None:
@@ -175,10 +188,16 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
-    except USER_ERRORS as err:
+    except Exception as err:
+        from lit_llm.checkpointing import CheckpointSaveError
+
+        if not isinstance(err, (*USER_ERRORS, CheckpointSaveError)):
+            raise
         name = "data info" if command == "data" else command
         hint = f"; see `lit-llm {name} --help`" if isinstance(err, ArgumentError) else ""
-        sys.exit(f"lit-llm {name}: error: {one_line(err)}{hint}")
+        message = f"lit-llm {name}: error: {one_line(err)}{hint}"
+        print(message, file=sys.stderr, flush=True)
+        raise UserError(message) from None
 
 
 if __name__ == "__main__":

@@ -117,6 +117,13 @@ ROWS = [
     Row("fit-into-a-run-of-another-model",
         [*FIT, "--trainer.default_root_dir", "WS/run", "--model.architecture.n_layer", "2"],
         ("run of another model", "n_layer")),
+    Row("fit-into-a-folder-without-checkpoint", [*FIT, "--trainer.default_root_dir", "WS/in"],
+        ("run folder", "/in is not empty", "no checkpoint to resume from", "another --trainer.default_root_dir")),
+    Row("fit-resume-with-another-batch-size", [*FIT, "--trainer.default_root_dir", "WS/run", "--data.batch_size", "8"],
+        ("data.batch_size 4 in the checkpoint, 8 now", "--resume_with_changes")),
+    Row("fit-resume-on-data-prepared-again",
+        [*FIT, "--trainer.default_root_dir", "WS/run", "--data.data_dir", "WS/data-bpe"],
+        ("last.ckpt was trained with another tokenizer", "data-bpe's tokenizer.json", "prepared again")),
     Row("fit-misspelt-option", [*FIT, *NEW_RUN, "--trainer.max_stepz", "3"], ("--trainer.max_stepz", "--help")),
     Row("validate-corrupt-checkpoint", ["validate", "--config", EXPERIMENT, *TINY, "--data.data_dir", "WS/data",
                                         *NEW_RUN, "--ckpt_path", "WS/garbage.ckpt"],
@@ -169,6 +176,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, byte_dataset) -> Path:
     """What every row starts from: a dataset, a trained run, broken copies of both, and bad input files."""
+    from lit_llm.data.prepare import prepare
+
     ws = tmp_path_factory.mktemp("bad-inputs")
     shutil.copytree(byte_dataset, ws / "data")
     fit = [a.replace("WS/", f"{ws}/") for a in FIT]
@@ -176,6 +185,7 @@ def workspace(tmp_path_factory, byte_dataset) -> Path:
     assert trained.returncode == 0, trained.stderr
     write_bad_inputs(ws / "in")
     write_broken_datasets(ws)
+    prepare([str(ws / "in" / "more.txt")], str(ws / "data-bpe"), tokenizer="bpe", vocab_size=300, num_workers=1)
     last = (ws / "run" / "checkpoints" / "last.ckpt").read_bytes()
     (ws / "truncated.ckpt").write_bytes(last[: len(last) // 2])
     (ws / "garbage.ckpt").write_bytes(os.urandom(4096))
@@ -233,7 +243,7 @@ def outcomes(workspace, tmp_path_factory) -> dict:
 def test_bad_input_gets_one_line(row: Row, outcomes):
     result, before, after = outcomes[row.name]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode != 0, f"exit 0; stdout: {result.stdout[-500:]}"
+    assert result.returncode == 2, f"exit {result.returncode}; stdout: {result.stdout[-500:]}"
     assert "Traceback" not in result.stderr
     assert len(lines) == 1, "stderr is not one line:\n" + result.stderr
     for expected in row.expect:
@@ -293,7 +303,8 @@ def test_a_shard_corrupted_mid_run_stops_it_by_name_and_step_saving_nothing(tmp_
     second.write_bytes(shard[:12] + b"\xff" * (len(shard) - 12))  # same size: only reading it finds the damage
 
     # no periodic save before the damaged shard is reached: any file that changes was written by the error path
-    resume = ["--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "100000", "--ckpt_path", "last"]
+    resume = ["--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "100000", "--ckpt_path", "last",
+              "--resume_with_changes"]  # fmt: skip
     resumed = lit_llm(*run, *resume, cwd=tmp_path)
     assert resumed.returncode != 0
     assert "Traceback" not in resumed.stderr

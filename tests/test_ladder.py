@@ -129,8 +129,8 @@ def test_shipped_ladder_reads_and_names_the_data_its_prepare_command_writes():
 def ladder_error(capsys, config: Path, *args: str) -> str:
     with pytest.raises(SystemExit) as exit_info:
         main(["ladder", "--config", str(config), *args])
-    message = str(exit_info.value.code)
-    assert "\n" not in message and message.startswith("lit-llm ladder: error: ")
+    message = str(exit_info.value)
+    assert exit_info.value.code == 2 and "\n" not in message and message.startswith("lit-llm ladder: error: ")
     return message
 
 

@@ -70,6 +70,23 @@ def test_sigterm_saves_the_current_step_and_the_same_command_resumes(small_datas
 
 
 @pytest.mark.slow
+def test_ctrl_c_saves_the_current_step_exits_130_and_the_same_command_resumes(
+    small_dataset, tmp_path_factory, tmp_path
+):
+    """Ctrl-C in a terminal: SIGINT to every process of the foreground group, data loader workers included."""
+    expected = reference_losses(small_dataset, tmp_path_factory, "single")
+    run_dir = tmp_path / "run"
+    command = fit_command(small_dataset, run_dir, *EVERY)
+    returncode, output = interrupt(command, run_dir, signal.SIGINT, group=True)
+    assert returncode == 128 + signal.SIGINT, output[-3000:]
+    stopped_at = checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
+    assert 10 < stopped_at < MAX_STEPS
+    assert f"SIGINT: saved {run_dir / 'checkpoints' / 'last.ckpt'} at step {stopped_at}" in output
+    assert "graceful shutdown" not in output  # Lightning's KeyboardInterrupt path, which saved nothing
+    resume_and_compare(command, run_dir, expected)
+
+
+@pytest.mark.slow
 def test_slurm_warning_signal_saves_requeues_and_the_same_command_resumes(small_dataset, tmp_path_factory, tmp_path):
     """SLURM simulated: its environment variables (Lightning picks its SLURMEnvironment), SIGUSR1 as
     `#SBATCH --signal=SIGUSR1@120` sends it, and an `scontrol` on PATH that records the requeue."""

@@ -39,10 +39,11 @@ class DataSource:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """Loader workers leave SIGTERM and SIGUSR1 to the training process, which saves a checkpoint and then
-    stops them: a scheduler that signals every process of a job (SLURM) would otherwise kill them first."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    """Loader workers leave SIGTERM, SIGUSR1 and SIGINT to the training process, which saves a checkpoint and
+    then stops them: a scheduler that signals every process of a job (SLURM), or a terminal's Ctrl-C (sent to
+    every process of the foreground group), would otherwise kill them first."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class TokenDataModule(L.LightningDataModule):

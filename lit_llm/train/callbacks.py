@@ -159,13 +159,14 @@ class RunCheckpoint(ModelCheckpoint):
 
     - ``last.ckpt`` always holds the final step when training ends (Lightning only writes it at the end
       if it was never written before);
-    - on SIGTERM (any scheduler, Kubernetes, spot instances), or SLURM's warning signal (the
-      SLURMEnvironment's ``requeue_signal``, SIGUSR1 by default, sent by ``#SBATCH --signal``), the run
+    - on SIGTERM (any scheduler, Kubernetes, spot instances), Ctrl-C (SIGINT), or SLURM's warning signal
+      (the SLURMEnvironment's ``requeue_signal``, SIGUSR1 by default, sent by ``#SBATCH --signal``), the run
       finishes the optimizer step it is in, writes ``last.ckpt`` on every rank, logs the step, requeues
       the SLURM job (when the environment's ``auto_requeue`` is on), and exits (``Preempted``), without
       that step's validation. The signal handler only sets a flag, and the ranks agree on it at each step
       boundary: a save is collective under FSDP2, and a step boundary is where a checkpoint resumes
-      exactly. The same command line then resumes.
+      exactly. The same command line then resumes. Ctrl-C before the first step, or a second Ctrl-C,
+      stops at once (there is nothing new to save, or the user asked not to wait), as Python would.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -174,10 +175,34 @@ class RunCheckpoint(ModelCheckpoint):
         self.exit_signal = 0  # the signal all ranks agreed on, once last.ckpt holds the step
         self.requeue_signal: int | None = None
         self.checked_step = -1
+        self.training = False
+        self.is_global_zero = True
+        self.previous_sigint = None  # the handler before fit, put back when fit ends
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self.is_global_zero = trainer.is_global_zero
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            self.previous_sigint = signal.signal(signal.SIGINT, self.on_sigint)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        if self.previous_sigint is not None:
+            signal.signal(signal.SIGINT, self.previous_sigint)
+            self.previous_sigint = None
+
+    def on_sigint(self, signum: int, frame) -> None:
+        if not self.training or self.stop_signal == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # die of the signal: the shell reports 130
+            os.kill(os.getpid(), signal.SIGINT)
+        if self.is_global_zero:
+            print("\nCtrl-C: saving the current step, then stopping (Ctrl-C again stops without saving)", flush=True)
+        self.on_signal(signum, frame)
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
         self.checked_step = trainer.global_step
+        self.training = True
         signals = [signal.SIGTERM]
         environment = trainer._accelerator_connector.cluster_environment
         if isinstance(environment, SLURMEnvironment) and environment.requeue_signal is not None:

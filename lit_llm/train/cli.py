@@ -1,21 +1,29 @@
 """LightningCLI for `lit-llm fit` and `lit-llm validate`: the experiment YAML's trainer, model, data and
-checkpoint sections, the TensorBoard run folder, resuming a run folder's newest checkpoint, and the
-guard against mixing two runs of different models in one folder."""
+checkpoint sections, the TensorBoard run folder, and what keeps a run folder one run: its lock, resuming
+its newest checkpoint, and the refusals to mix in another model, tokenizer or changed settings."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import ActionYesNo, DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_llm.checkpointing import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.errors import one_line
 from lit_llm.train.callbacks import RunCheckpoint
 from lit_llm.train.console import RunLine, quiet_lightning
-
-HPARAMS_METRIC = "hp/val_loss"  # the final val loss, beside the hyperparameters in TensorBoard's HPARAMS tab
+from lit_llm.train.records import (
+    SECTIONS,
+    RecordingSaveConfig,
+    changed_settings,
+    config_filename,
+    resume_settings,
+    write_hparams,
+)
+from lit_llm.train.run_folder import RunFolderLock, check_nothing_to_overwrite
 
 
 class HelpFormatter(DefaultHelpFormatter):
@@ -47,6 +55,14 @@ class LitLLMCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
+        parser.add_argument(
+            "--resume_with_changes",
+            action=ActionYesNo(yes_prefix=""),
+            nargs="?",
+            default=False,
+            help="fit: resume although settings that exact resume depends on changed (batch size, learning rate, "
+            "schedule, data, ...); they apply from the resumed step on, and the changes are printed",
+        )
 
     def before_instantiate_classes(self) -> None:
         """Log to TensorBoard directly in the run folder (default_root_dir), which also holds checkpoints/."""
@@ -63,36 +79,70 @@ class LitLLMCLI(LightningCLI):
             }
 
     def before_fit(self) -> None:
-        """The same command line starts a run and resumes it: without --ckpt_path (or with `last`), a run
-        folder that holds checkpoints resumes from the newest complete one, whatever wrote it (a periodic
-        or final save, a SIGTERM, a SLURM requeue, a kill mid-save). A folder holding a run of another
-        model is refused rather than mixed with this one."""
-        if self.config_init.fit.ckpt_path not in (None, "last"):
-            return
+        """The same command line starts a run and resumes it. The run folder is locked for this process
+        first; then, without --ckpt_path (or with `last`), a folder holding checkpoints resumes from the
+        newest complete one, whatever wrote it (a periodic or final save, a signal, a SLURM requeue, a kill
+        mid-save), and a folder holding anything else is refused. A resume must continue the same run:
+        same model, same tokenizer, and the same settings unless --resume_with_changes."""
         run_dir = Path(self.trainer.default_root_dir)
+        if self.trainer.is_global_zero:
+            RUN_LOCKS.append(RunFolderLock(run_dir))
+            RUN_LOCKS[-1].acquire()
+        checkpoint = self.checkpoint_to_resume(run_dir)
+        config = self.config.fit.as_dict()
+        settings = resume_settings(
+            {k: v for k, v in config.items() if k in SECTIONS},
+            self.trainer.num_devices * self.trainer.num_nodes,
+            [identity.get("fingerprint") for identity in getattr(self.datamodule, "identities", [])],
+        )
+        self.model.resume_settings = settings  # stored in every checkpoint, compared when it is resumed
+        if checkpoint is not None:
+            self.check_same_run(checkpoint, settings, run_dir)
+        elif self.trainer.is_global_zero and isinstance(self.trainer.logger, TensorBoardLogger):
+            write_hparams(self.trainer.logger, {k: v for k, v in config.items() if k in SECTIONS})
+        save_config = next(c for c in self.trainer.callbacks if isinstance(c, RecordingSaveConfig))
+        save_config.config_filename = config_filename(run_dir, resuming=checkpoint is not None)
+
+    def checkpoint_to_resume(self, run_dir: Path) -> Path | None:
+        """The checkpoint this fit continues: --ckpt_path, else the run folder's newest (None: a new run,
+        which needs an empty folder)."""
+        ckpt_path = self.config_init.fit.ckpt_path
+        if ckpt_path not in (None, "last"):
+            return Path(ckpt_path)
         folder = self.config.fit.checkpoint.dirpath
         newest = newest_checkpoint(run_dir, Path(folder) if folder else None)
         if newest is None:
-            return
+            check_nothing_to_overwrite(run_dir)
+            return None
         path, step = newest
-        check_same_model(path, self.model.architecture.to_dict(), run_dir)
         print(f"resuming {run_dir} from {path} (step {step})", flush=True)
         self.config_init.fit.ckpt_path = str(path)
+        return path
 
-    def after_fit(self) -> None:
-        """Fill TensorBoard's HPARAMS tab: the resolved configuration, and the final val loss to compare by.
-        (Written to the event file only: checkpoints keep plain types, loadable with weights_only.)"""
-        val_loss = self.trainer.callback_metrics.get("val/loss")
-        if self.trainer.logger is None or val_loss is None:
-            return
-        sections = ("seed_everything", "trainer", "model", "data", "checkpoint")
-        config = {k: v for k, v in self.config.fit.as_dict().items() if k in sections}
-        self.trainer.logger.log_hyperparams(config, {HPARAMS_METRIC: float(val_loss)})
+    def check_same_run(self, checkpoint: Path, settings: dict, run_dir: Path) -> None:
+        saved = checkpoint_header(checkpoint).get(CHECKPOINT_KEY, {})
+        check_same_model(saved.get("model_config", {}), self.model.architecture.to_dict(), run_dir)
+        if "tokenizer" in saved and saved["tokenizer"] != self.datamodule.tokenizer.to_json():
+            raise ValueError(
+                f"{checkpoint} was trained with another tokenizer than {self.datamodule.sources[0].path}'s "
+                "tokenizer.json (was the dataset prepared again?); resume with the data it was trained on, or start "
+                "a new run in another --trainer.default_root_dir"
+            )
+        changes = changed_settings(saved.get("resume_settings", {}), settings)
+        if changes and not self.config.fit.resume_with_changes:
+            raise ValueError(
+                f"resuming {run_dir} with changed settings breaks exact resume: {'; '.join(changes)}; set them back, "
+                "or pass --resume_with_changes to apply them from the resumed step on"
+            )
+        if changes:
+            print(f"resuming with changes (--resume_with_changes): {'; '.join(changes)}", flush=True)
 
 
-def check_same_model(checkpoint: Path, architecture: dict, run_dir: Path) -> None:
+RUN_LOCKS: list[RunFolderLock] = []  # taken by this process's fit; released when `run` returns or raises
+
+
+def check_same_model(saved: dict, architecture: dict, run_dir: Path) -> None:
     """Refuse to continue a run folder's checkpoint with another model (vocab_size aside, which the data sets)."""
-    saved = checkpoint_header(checkpoint).get(CHECKPOINT_KEY, {}).get("model_config", {})
     differences = [
         f"{key} {saved[key]} there, {value} here"
         for key, value in architecture.items()
@@ -116,27 +166,32 @@ def run(args: list[str] | None) -> None:
     from lit_llm.data.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
 
-    LitLLMCLI(
-        LitLLM,
-        TokenDataModule,
-        args=args,
-        seed_everything_default=1337,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,  # LitLLM.configure_optimizers is the one optimizer and schedule
-        trainer_defaults={
-            "max_epochs": -1,
-            "check_val_every_n_epoch": None,
-            "default_root_dir": "checkpoints/run",
-            "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
-            "callbacks": [RunLine()],
-        },
-        parser_kwargs={
-            "prog": "lit-llm",
-            "exit_on_error": False,  # errors as one line, by lit_llm.cli
-            "formatter_class": HelpFormatter,
-            **{name: {"formatter_class": HelpFormatter} for name in LitLLMCLI.subcommands()},
-        },
-    )
+    try:
+        LitLLMCLI(
+            LitLLM,
+            TokenDataModule,
+            args=args,
+            seed_everything_default=1337,
+            save_config_callback=RecordingSaveConfig,
+            save_config_kwargs={"overwrite": True},  # config_filename is new for each start and resume
+            auto_configure_optimizers=False,  # LitLLM.configure_optimizers is the one optimizer and schedule
+            trainer_defaults={
+                "max_epochs": -1,
+                "check_val_every_n_epoch": None,
+                "default_root_dir": "checkpoints/run",
+                "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
+                "callbacks": [RunLine()],
+            },
+            parser_kwargs={
+                "prog": "lit-llm",
+                "exit_on_error": False,  # errors as one line, by lit_llm.cli
+                "formatter_class": HelpFormatter,
+                **{name: {"formatter_class": HelpFormatter} for name in LitLLMCLI.subcommands()},
+            },
+        )
+    finally:
+        while RUN_LOCKS:
+            RUN_LOCKS.pop().release()
 
 
 class ExperimentParser(LitLLMCLI):

@@ -199,6 +199,8 @@ class LitLLM(L.LightningModule):
         self.logs_this_step = True  # set per batch in on_train_batch_start
         self.step_loss: torch.Tensor | None = None  # the last micro-batch's loss, logged with the step
         self.nonfinite = NonFiniteGuard()
+        self.resume_settings: dict | None = None  # set by the CLI; saved in checkpoints, compared on resume
+        self.configured_groups: list[dict] = []  # the optimizer's hyperparameters as configured, per group
 
     # ---- set-up -------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -310,7 +312,19 @@ class LitLLM(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: schedule.at(step, total) / self.learning_rate
         )
+        self.configured_groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """After a resume, the optimizer's hyperparameters are the checkpoint's (torch restores them with its
+        state) and the schedule's base rates too: apply the configured ones, so that a change allowed by
+        --resume_with_changes (learning rate, weight decay, betas, max_steps) takes effect from this step."""
+        optimizer, scheduler = self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
+        for group, configured in zip(optimizer.param_groups, self.configured_groups):
+            group.update(configured)
+        scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        for group, base, rate in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * rate(scheduler.last_epoch)  # what LambdaLR sets at this step
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip here rather than through the Trainer: works with fused AdamW under bf16-mixed, and lets
@@ -329,7 +343,7 @@ class LitLLM(L.LightningModule):
         loss, grad_norm = torch.stack([self.step_loss.float(), grad_norm.float()]).cpu()
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
         self.log("train/grad_norm", grad_norm, on_step=True, on_epoch=False, sync_dist=False)
-        self.log("train/lr", torch.tensor(self.lr_schedulers().get_last_lr()[0]), on_step=True, on_epoch=False)
+        self.log("train/lr", torch.tensor(self.optimizers().param_groups[0]["lr"]), on_step=True, on_epoch=False)
         longest_run, skipped = self.nonfinite.read()
         self.log("train/skipped_steps", torch.tensor(float(self.nonfinite.skipped_steps)), on_step=True, on_epoch=False)
         if skipped:
@@ -376,6 +390,7 @@ class LitLLM(L.LightningModule):
             "model_config": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_json(),
             "skipped_steps": self.nonfinite.total(),
+            **({"resume_settings": self.resume_settings} if self.resume_settings is not None else {}),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
