@@ -114,3 +114,20 @@ def test_missing_remote_dataset_is_a_clear_error(s3, tmp_path):
         TokenDataModule("s3://lit-llm/nothing", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match="ftp://x/y: LitData cannot write or list this kind of storage"):
         prepare(["whatever"], "ftp://x/y")
+
+
+def test_overwrite_refuses_a_prefix_that_is_not_one_dataset(s3, corpus):
+    """The reported case: --overwrite of a prefix one level too high deleted the datasets under it."""
+    for name in ("a", "b"):
+        prepare([str(corpus / "b.txt")], f"s3://lit-llm/team/{name}", num_workers=1)
+    s3.put_object(Bucket="lit-llm", Key="team/b/notes.txt", Body=b"not part of the dataset")
+    before = keys(s3, "")
+    for url, reason in (
+        ("s3://lit-llm/team", "s3://lit-llm/team holds no metadata.json"),
+        ("s3://lit-llm", "s3://lit-llm holds no metadata.json"),
+        ("s3://lit-llm/team/b/", "s3://lit-llm/team/b holds notes.txt besides what lit-llm writes"),
+    ):
+        with pytest.raises(FileExistsError, match=reason):
+            prepare([str(corpus / "b.txt")], url, overwrite=True, num_workers=1)
+    assert keys(s3, "") == before
+    assert s3.get_object(Bucket="lit-llm", Key="team/b/notes.txt")["Body"].read() == b"not part of the dataset"

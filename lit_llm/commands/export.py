@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import Literal
 
 from lit_llm.checkpointing import load_checkpoint, replace_atomically
-from lit_llm.hf import family_of, write_hf_folder
+from lit_llm.hf import HF_CONFIG, HF_TOKENIZER, WEIGHTS, family_of, write_hf_folder
+from lit_llm.outputs import check_replaceable, output_folder
+
+# What `write_hf_folder` writes: all that --overwrite may delete in an export folder.
+EXPORT_FILES = (
+    HF_CONFIG,
+    WEIGHTS,
+    HF_TOKENIZER,
+    "generation_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def export(
@@ -27,13 +38,16 @@ def export(
             a Hugging Face model folder.
         output_dir: the folder to write (written beside it under a temporary name, then renamed).
         dtype: precision of the saved weights.
-        overwrite: replace output_dir if it already holds files.
+        overwrite: replace output_dir if it holds an earlier export (config.json and only the files export writes).
     """
-    target = Path(output_dir).expanduser()
-    if target.exists() and (target.is_file() or any(target.iterdir())) and not overwrite:
+    folder = output_folder(output_dir)
+    if overwrite:
+        check_replaceable(folder, HF_CONFIG, EXPORT_FILES, [Path(checkpoint).expanduser().resolve()])
+    elif folder.exists() and any(folder.iterdir()):
         raise FileExistsError(
-            f"output folder {target} already exists and is not empty; choose another --output_dir or pass --overwrite"
+            f"output folder {folder} already exists and is not empty; choose another --output_dir or pass --overwrite"
         )
+    target = folder.resolve()  # a symlink to an empty folder is written through, never replaced
     model, tokenizer = load_checkpoint(checkpoint)
     family = family_of(model.config, checkpoint)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")

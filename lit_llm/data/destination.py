@@ -10,23 +10,30 @@ import tempfile
 from pathlib import Path
 
 from lit_llm.data import storage
-from lit_llm.data.format import DESCRIPTION, read_metadata
+from lit_llm.data.format import DESCRIPTION, METADATA, SPLITS, TOKENIZER, read_metadata
+from lit_llm.data.inputs import resolve_inputs
 from lit_llm.data.storage import is_remote
+from lit_llm.outputs import check_contents, check_replaceable, output_folder
+
+# What `prepare` writes into a dataset's folder: all that --overwrite may delete there.
+WRITTEN = (METADATA, TOKENIZER, *SPLITS)
 
 
-def check_destination(output_dir: str, overwrite: bool, append: bool, storage_options: dict | None) -> str:
-    """The resolved output location, after refusing to clobber a dataset or append to nothing."""
+def check_destination(
+    output_dir: str,
+    overwrite: bool,
+    append: bool,
+    storage_options: dict | None,
+    inputs: list[str],
+    exclude: list[str] | None,
+) -> str:
+    """The output location, after refusing to replace anything but a dataset or to append to nothing."""
     if overwrite and append:
         raise ValueError("--overwrite and --append contradict each other; pass one of them")
-    remote = is_remote(output_dir)
-    target = output_dir.rstrip("/") if remote else str(Path(output_dir).expanduser().resolve())
-    if not remote and Path(target).is_file():
-        raise FileExistsError(f"--output_dir {output_dir} is a file, not a folder; choose another --output_dir")
-    occupied = (
-        not storage.is_empty_prefix(target, storage_options)
-        if remote
-        else Path(target).exists() and any(Path(target).iterdir())
-    )
+    if is_remote(output_dir):
+        target, occupied = remote_destination(output_dir, overwrite, storage_options)
+    else:
+        target, occupied = local_destination(output_dir, overwrite, inputs, exclude)
     if append and not occupied:
         raise FileNotFoundError(f"--append: {target} holds no dataset to add to; drop --append to create it")
     if occupied and not (overwrite or append):
@@ -35,6 +42,27 @@ def check_destination(output_dir: str, overwrite: bool, append: bool, storage_op
             "to replace it or --append to add to it"
         )
     return target
+
+
+def local_destination(
+    output_dir: str, overwrite: bool, inputs: list[str], exclude: list[str] | None
+) -> tuple[str, bool]:
+    """(the folder, whether it holds anything); a symlink to an empty folder is written through, never replaced."""
+    folder = output_folder(output_dir)
+    target = folder.resolve()
+    occupied = target.exists() and any(target.iterdir())
+    if overwrite:  # the input files (found again by prepare) matter only where there is something to delete
+        check_replaceable(folder, METADATA, WRITTEN, resolve_inputs(inputs, exclude) if occupied else [])
+    return str(target), occupied
+
+
+def remote_destination(output_dir: str, overwrite: bool, storage_options: dict | None) -> tuple[str, bool]:
+    """(the prefix, whether it holds anything); --overwrite replaces only a prefix that holds a dataset alone."""
+    target = output_dir.rstrip("/")
+    entries = storage.top_level_names(target, storage_options)
+    if overwrite:
+        check_contents(target, entries, METADATA, WRITTEN)
+    return target, bool(entries)
 
 
 def open_staging(target: str, append: bool, storage_options: dict | None) -> Path:

@@ -94,7 +94,7 @@ def prepare(
     """
     start_time = time.perf_counter()
     check_val_fraction(val_fraction)  # before the scan, which can take minutes
-    target = check_destination(output_dir, overwrite, append, storage_options)
+    target = check_destination(output_dir, overwrite, append, storage_options, inputs, exclude)
     files = resolve_inputs(inputs, exclude)
     options = ReadOptions(text_field, separator)
     staging = open_staging(target, append, storage_options)

@@ -61,14 +61,30 @@ def upload(local_dir: Path, url: str, storage_options: dict | None) -> None:
         store.upload_file(str(path), join(url, path.relative_to(local_dir).as_posix()))
 
 
-def is_empty_prefix(url: str, storage_options: dict | None) -> bool:
-    return provider(url, storage_options).is_empty(url)
+def top_level_names(url: str, storage_options: dict | None) -> set[str]:
+    """The names directly under the prefix ``url/`` (objects and "subfolders"; none: an empty prefix).
+    LitData's providers cannot list (``list_directory`` is not implemented), so this asks their clients."""
+    from litdata.streaming.fs_provider import get_bucket_and_path
+
+    store = provider(url, storage_options)
+    scheme = url.split("://")[0]
+    bucket, prefix = get_bucket_and_path(join(url, ""), scheme)
+    if scheme == "gs":  # google.cloud.storage fills in the "subfolders" once the pages are read
+        listing = store.client.list_blobs(bucket, prefix=prefix, delimiter="/")
+        keys = [blob.name for blob in listing] + list(listing.prefixes)
+    else:  # s3 and r2: boto3
+        keys = []
+        paginator = store.client.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            keys += [o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+    return {key[len(prefix) :].rstrip("/") for key in keys} - {""}  # "": a folder marker for the prefix itself
 
 
 def delete(url: str, storage_options: dict | None) -> None:
     """Delete everything under the prefix ``url/`` (the slash keeps ``url-other/`` out of it)."""
     store = provider(url, storage_options)
-    while not store.is_empty(url):  # a call deletes one listing page: 1,000 objects on S3
+    # a call deletes one listing page (1,000 objects on S3); LitData's is_empty misses a bucket root's objects
+    while top_level_names(url, storage_options):
         store.delete_file_or_directory(join(url, ""))
 
 
