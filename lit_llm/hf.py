@@ -26,6 +26,8 @@ WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 LEGACY_WEIGHTS = "pytorch_model.bin"
 HF_TOKENIZER = "tokenizer.json"
+CONFIG_FILES = (HF_CONFIG, "generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
+EXPORT_FILES = (*CONFIG_FILES, WEIGHTS, HF_TOKENIZER)  # all that `write_hf_folder` writes
 # Buffers that some transformers versions save beside the parameters; they hold no learned weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
@@ -118,12 +120,7 @@ def _write_configs(config: ModelConfig, family: Family, tokenizer: Tokenizer, dt
         "clean_up_tokenization_spaces": False,  # decode must give back the exact text
         **special,
     }
-    for name, content in (
-        (HF_CONFIG, model_config),
-        ("generation_config.json", ids),
-        ("tokenizer_config.json", tokenizer_config),
-        ("special_tokens_map.json", special),
-    ):
+    for name, content in zip(CONFIG_FILES, (model_config, ids, tokenizer_config, special), strict=True):
         (folder / name).write_text(json.dumps(content, indent=2) + "\n")
 
 

@@ -11,7 +11,7 @@ import torch
 from lit_llm.checkpointing import CHECKPOINT_KEY, load_checkpoint
 from lit_llm.commands.export import export
 from lit_llm.config import ModelConfig
-from lit_llm.hf import load_hf_model
+from lit_llm.hf import EXPORT_FILES, load_hf_model
 from lit_llm.model import GPT
 from lit_llm.sampling import generate
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
@@ -217,7 +217,7 @@ def test_configs_no_transformers_class_represents_are_refused(switches, message,
     assert not (tmp_path / "hf").exists()
 
 
-def test_existing_output_is_kept_unless_overwrite(tmp_path):
+def test_existing_output_is_kept_and_only_an_export_is_overwritten(tmp_path):
     checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "model.ckpt")
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "notes.txt").write_text("mine")
@@ -225,8 +225,12 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
         FileExistsError, match="already exists and is not empty; choose another --output_dir or pass --overwrite"
     ):
         export(str(checkpoint), str(tmp_path / "hf"))
-    export(str(checkpoint), str(tmp_path / "hf"), overwrite=True)
-    assert not (tmp_path / "hf" / "notes.txt").exists() and (tmp_path / "hf" / "config.json").is_file()
+    with pytest.raises(FileExistsError, match="holds no config.json, so lit-llm did not write it"):
+        export(str(checkpoint), str(tmp_path / "hf"), overwrite=True)
+    assert (tmp_path / "hf" / "notes.txt").read_text() == "mine"
+    export(str(checkpoint), str(tmp_path / "export"))
+    export(str(checkpoint), str(tmp_path / "export"), overwrite=True)  # an export replaces an export
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(EXPORT_FILES)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 

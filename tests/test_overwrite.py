@@ -167,7 +167,7 @@ def test_cli_refuses_the_working_directory_in_one_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert f"--output_dir {tmp_path.resolve()} is or holds the working directory" in result.stderr
     assert snapshot(tmp_path) == before

@@ -8,18 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 from lit_llm.checkpointing import load_checkpoint, replace_atomically
-from lit_llm.hf import HF_CONFIG, HF_TOKENIZER, WEIGHTS, family_of, write_hf_folder
+from lit_llm.hf import EXPORT_FILES, HF_CONFIG, family_of, write_hf_folder
 from lit_llm.outputs import check_replaceable, output_folder
-
-# What `write_hf_folder` writes: all that --overwrite may delete in an export folder.
-EXPORT_FILES = (
-    HF_CONFIG,
-    WEIGHTS,
-    HF_TOKENIZER,
-    "generation_config.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
 
 
 def export(
