@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -128,15 +129,29 @@ def in_use_message(run_dir: Path, holder: dict | None) -> str:
     )
 
 
-def check_nothing_to_overwrite(run_dir: Path) -> None:
+def check_nothing_to_overwrite(run_dir: Path, given: list[Path]) -> None:
     """A run that starts from step 0 needs an empty (or new) folder: training over files that hold no
-    checkpoint would interleave a second curve with the first one's events and replace its config."""
+    checkpoint would interleave a second curve with the first one's events and replace its config. The
+    files this command was given (its experiment YAMLs) and the files its output goes to (`> RUN/fit.log`,
+    as `lit-llm ladder` does) may be there."""
     if not run_dir.is_dir():
         return
-    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+    own = {file_id(os.stat(path)) for path in given} | {file_id(os.fstat(fd)) for fd in (1, 2) if is_file(fd)}
+    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK and file_id(p.lstat()) not in own)
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
         raise FileExistsError(
             f"run folder {run_dir} is not empty ({shown}) but holds no checkpoint to resume from; remove it to start "
             "over, or use another --trainer.default_root_dir"
         )
+
+
+def file_id(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def is_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:  # closed
+        return False
