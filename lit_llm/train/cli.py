@@ -112,7 +112,8 @@ class LitLLMCLI(LightningCLI):
         folder = self.config.fit.checkpoint.dirpath
         newest = newest_checkpoint(run_dir, Path(folder) if folder else None)
         if newest is None:
-            check_nothing_to_overwrite(run_dir, [Path(str(path)) for path in self.config.fit.get("config") or []])
+            if self.trainer.is_global_zero:  # other ranks start once rank 0 has begun writing the folder
+                check_nothing_to_overwrite(run_dir, [Path(str(p)) for p in self.config.fit.get("config") or []])
             return None
         path, step = newest
         print(f"resuming {run_dir} from {path} (step {step})", flush=True)
