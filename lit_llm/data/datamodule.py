@@ -18,7 +18,8 @@ import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
 from lit_llm.data.format import read_metadata, read_tokenizer
-from lit_llm.data.shards import CorruptShardError, open_split
+from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
+from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 from lit_llm.tokenizer import Tokenizer
 
@@ -50,6 +51,11 @@ class TokenDataModule(L.LightningDataModule):
     `tokenizer`, `vocab_size`, `val_source_names` and `batch_size`, and is told the model's context
     with `connect(block_size)`. Lightning sets up the data module before the model, so the datasets are
     built on first use (by the loaders), after the hand-over.
+
+    Each source is checked when it is read (`identity.check_dataset`: its tokenizer and shard sizes against
+    its metadata.json), and `identities` lists what identifies them, one dict per source in source order:
+    ``path``, ``tokenizer_sha256`` and ``fingerprint`` (both None for a dataset prepared before fingerprints),
+    for checkpoints to record and a resumed run to compare.
     """
 
     def __init__(
@@ -83,6 +89,9 @@ class TokenDataModule(L.LightningDataModule):
         self.seed = seed
         self.storage_options = storage_options
         self.views = [local_view(source.path, storage_options, cache_dir) for source in self.sources]
+        for source, view in zip(self.sources, self.views):
+            check_dataset(view, source=source.path)
+        self.identities = [{"path": s.path, **dataset_identity(view)} for s, view in zip(self.sources, self.views)]
         self.source_metadata = [read_metadata(view) for view in self.views]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
