@@ -1,4 +1,5 @@
-"""A dataset's identity: the fingerprint `prepare` records and the checks every reader makes against it."""
+"""A dataset's identity: the fingerprint `prepare` records, the checks every reader makes against it, `lit-llm
+data verify`."""
 
 import hashlib
 import json
@@ -12,7 +13,9 @@ from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.identity import CorruptShardError, add_identity, check_dataset
 from lit_llm.data.info import data_info
 from lit_llm.data.prepare import prepare
+from lit_llm.data.verify import data_verify
 from lit_llm.tokenizer import byte_tokenizer
+from tests.forked_cli import Command, run_commands
 from tests.test_data_append import write_corpus
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 
@@ -96,6 +99,19 @@ def test_a_truncated_val_shard_makes_evaluate_refuse_instead_of_scoring_less(dat
         evaluate(str(checkpoint), [str(data)])
 
 
+def test_verify_passes_then_names_the_shard_with_a_flipped_byte(data, capsys):
+    metadata = metadata_of(data)
+    result = data_verify(str(data))
+    assert result["fingerprint"] == metadata["fingerprint"] and result["train"]["shards"] == 1
+    assert f"train  1 shard(s), {metadata['shard_files']['train'][0]['bytes']:,} bytes: OK" in capsys.readouterr().out
+    flip_one_byte(data / "train" / "chunk-0-0.bin")
+    check_dataset(data)  # same size: the cheap check cannot tell
+    with pytest.raises(CorruptShardError, match=rf"shard {data}/train/chunk-0-0.bin does not match its checksum"):
+        data_verify(str(data))
+    with pytest.raises(ValueError, match="s3://bucket/data is remote .* verify the local copy"):
+        data_verify("s3://bucket/data")
+
+
 def test_append_keeps_the_old_checksums_and_a_valid_fingerprint(tmp_path):
     first, second = write_corpus(tmp_path / "in", "first", 20), write_corpus(tmp_path / "in", "second", 10)
     third = write_corpus(tmp_path / "in", "third", 5)
@@ -120,6 +136,8 @@ def test_a_dataset_prepared_before_fingerprints_loads_with_a_warning(data, caplo
     assert f"{data} has no fingerprint" in warning and "prepare it again" in warning
     assert loaded.identities == [{"path": str(data), "tokenizer_sha256": None, "fingerprint": None}]
     assert next(iter(loaded.train_dataloader())).shape == (2, 17)
+    with pytest.raises(ValueError, match="has no fingerprint .* nothing to verify against; prepare it again"):
+        data_verify(str(data))
 
 
 def test_identities_name_each_source(data):
@@ -128,3 +146,27 @@ def test_identities_name_each_source(data):
     assert loaded.identities == [
         {"path": str(data), "tokenizer_sha256": metadata["tokenizer_sha256"], "fingerprint": metadata["fingerprint"]}
     ]
+
+
+@pytest.fixture(scope="module")
+def cli(byte_dataset, tmp_path_factory):
+    """`lit-llm data verify` on a sound and on a damaged copy: real processes, forked from one interpreter that
+    imports the stack once."""
+    root = tmp_path_factory.mktemp("cli")
+    sound, damaged = shutil.copytree(byte_dataset, root / "sound"), shutil.copytree(byte_dataset, root / "damaged")
+    flip_one_byte(damaged / "val" / "chunk-0-0.bin")
+    commands = [
+        ["data", "verify", str(sound)],
+        ["data", "verify", str(damaged)],
+    ]
+    results = run_commands([Command(args, cwd=root) for args in commands])
+    return dict(zip(("sound", "damaged"), results)), root
+
+
+def test_data_verify_from_the_command_line(cli):
+    results, root = cli
+    assert results["sound"].returncode == 0, results["sound"].stderr
+    assert [line.split(":")[-1] for line in results["sound"].stdout.splitlines()[:3]] == [" OK"] * 3
+    damaged = results["damaged"]
+    assert damaged.returncode != 0 and damaged.stderr.count("\n") == 1
+    assert damaged.stderr.startswith(f"lit-llm data verify: error: shard {root}/damaged/val/chunk-0-0.bin does not")
