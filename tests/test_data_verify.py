@@ -1,10 +1,11 @@
 """A dataset's identity: the fingerprint `prepare` records, the checks every reader makes against it, `lit-llm
-data verify`."""
+data verify`; and splits too small for one batch, refused before training instead of a run that does nothing."""
 
 import hashlib
 import json
 import logging
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +16,9 @@ from lit_llm.data.info import data_info
 from lit_llm.data.prepare import prepare
 from lit_llm.data.verify import data_verify
 from lit_llm.tokenizer import byte_tokenizer
+from tests.conftest import SHAKESPEARE
 from tests.forked_cli import Command, run_commands
+from tests.test_bad_inputs import EXPERIMENT, TINY
 from tests.test_data_append import write_corpus
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 
@@ -33,6 +36,15 @@ def data(byte_dataset, tmp_path):
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "byte.ckpt"
     return save_checkpoint(random_model(tiny_config(FAMILIES["llama"], vocab_size=320)), byte_tokenizer(), path)
+
+
+@pytest.fixture(scope="module")
+def small_val(tmp_path_factory):
+    """3,000 bytes, 3% of them validation: 2 val sequences of 33 tokens, 88 training ones."""
+    corpus = tmp_path_factory.mktemp("small-val") / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text()[:3000])
+    prepare([str(corpus)], str(corpus.parent / "data"), val_fraction=0.03, num_workers=1)
+    return corpus.parent / "data"
 
 
 def metadata_of(folder):
@@ -148,19 +160,40 @@ def test_identities_name_each_source(data):
     ]
 
 
+def test_a_val_split_smaller_than_one_batch_per_device_is_refused(small_val):
+    one_device = TokenDataModule(str(small_val), batch_size=2, seq_len=32, num_workers=0)
+    assert len(next(iter(one_device.val_dataloader()))) == 2  # its 2 sequences fill one batch of 2
+    two_devices = TokenDataModule(str(small_val), batch_size=2, seq_len=32, num_workers=0)
+    two_devices.trainer = SimpleNamespace(world_size=2)
+    expected = (
+        rf"{small_val}/val holds 2 sequences of 33 tokens, fewer than one batch per device needs: data.batch_size 2 "
+        r"× 2 device\(s\) = 4; prepare more data \(or a larger --val_fraction\), or lower data.batch_size or"
+    )
+    with pytest.raises(ValueError, match=expected):
+        two_devices.val_dataloader()
+
+
+def test_a_train_split_smaller_than_one_batch_is_refused(small_val):
+    data = TokenDataModule(str(small_val), batch_size=4, seq_len=1000, num_workers=0)
+    with pytest.raises(ValueError, match=rf"{small_val}/train holds 2 sequences of 1001 tokens, .* = 4; prepare more"):
+        data.train_dataloader()
+
+
 @pytest.fixture(scope="module")
-def cli(byte_dataset, tmp_path_factory):
-    """`lit-llm data verify` on a sound and on a damaged copy: real processes, forked from one interpreter that
-    imports the stack once."""
+def cli(byte_dataset, small_val, tmp_path_factory):
+    """`lit-llm data verify` on a sound and on a damaged copy, and `lit-llm fit` on a val split of 2 sequences
+    at batch size 4: real processes, forked from one interpreter that imports the stack once."""
     root = tmp_path_factory.mktemp("cli")
     sound, damaged = shutil.copytree(byte_dataset, root / "sound"), shutil.copytree(byte_dataset, root / "damaged")
     flip_one_byte(damaged / "val" / "chunk-0-0.bin")
+    fit = ["fit", "--config", EXPERIMENT, *TINY, "--trainer.max_steps", "2", "--data.data_dir", str(small_val)]
     commands = [
         ["data", "verify", str(sound)],
         ["data", "verify", str(damaged)],
+        [*fit, "--trainer.default_root_dir", str(root / "run")],
     ]
     results = run_commands([Command(args, cwd=root) for args in commands])
-    return dict(zip(("sound", "damaged"), results)), root
+    return dict(zip(("sound", "damaged", "fit"), results)), root
 
 
 def test_data_verify_from_the_command_line(cli):
@@ -170,3 +203,12 @@ def test_data_verify_from_the_command_line(cli):
     damaged = results["damaged"]
     assert damaged.returncode != 0 and damaged.stderr.count("\n") == 1
     assert damaged.stderr.startswith(f"lit-llm data verify: error: shard {root}/damaged/val/chunk-0-0.bin does not")
+
+
+def test_fit_on_a_val_split_smaller_than_one_batch_stops_before_training(cli):
+    results, root = cli
+    fit = results["fit"]
+    lines = [line for line in fit.stderr.splitlines() if line.strip()]
+    assert fit.returncode != 0 and len(lines) == 1, fit.stderr
+    assert "val holds 2 sequences of 33 tokens" in lines[0] and "data.batch_size 4 × 1 device(s) = 4" in lines[0]
+    assert not list((root / "run").rglob("*.ckpt"))

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
-from lit_llm.data.format import read_metadata, read_tokenizer
+from lit_llm.data.format import read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
@@ -92,7 +92,6 @@ class TokenDataModule(L.LightningDataModule):
         for source, view in zip(self.sources, self.views):
             check_dataset(view, source=source.path)
         self.identities = [{"path": s.path, **dataset_identity(view)} for s, view in zip(self.sources, self.views)]
-        self.source_metadata = [read_metadata(view) for view in self.views]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
@@ -131,13 +130,23 @@ class TokenDataModule(L.LightningDataModule):
 
     def _dataset(self, index: int, split: str, shuffle: bool) -> StreamingDataset:
         path, seq_len = self.sources[index].path, self.sequence_length
-        tokens = self.source_metadata[index]["splits"][split]["tokens"]
-        if tokens < seq_len + 1:
+        dataset = open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
+        self.check_one_batch(dataset, f"{path.rstrip('/')}/{split}", seq_len + 1)
+        return dataset
+
+    def check_one_batch(self, dataset: StreamingDataset, where: str, sequence_tokens: int) -> None:
+        """The loaders drop incomplete batches: a split without one whole batch per device would skip validation
+        (no best checkpoint) or train nothing, and still exit 0."""
+        devices = self.trainer.world_size if self.trainer is not None else 1
+        # LitData's len() is this process's share: the split's sequences divided across the processes it detects
+        sequences = len(dataset) * dataset.distributed_env.world_size
+        if sequences < self.batch_size * devices:
+            larger = " (or a larger --val_fraction)" if where.endswith("/val") else ""
             raise ValueError(
-                f"{path}/{split} holds {tokens} tokens, fewer than one sequence of {seq_len + 1}; "
-                f"prepare more data (or a larger --val_fraction) or lower data.seq_len"
+                f"{where} holds {sequences} sequences of {sequence_tokens} tokens, fewer than one batch per device "
+                f"needs: data.batch_size {self.batch_size} × {devices} device(s) = {self.batch_size * devices}; "
+                f"prepare more data{larger}, or lower data.batch_size or data.seq_len"
             )
-        return open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
 
     def _loader(self, dataset: StreamingDataset | CombinedStreamingDataset) -> StreamingDataLoader:
         return StepNamingLoader(
