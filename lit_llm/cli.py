@@ -17,6 +17,7 @@ USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each c
 commands:
   prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
   data info  show a prepared dataset: vocabulary, token counts, shards, decoded samples
+  data verify  read every shard of a prepared dataset and check it against metadata.json's checksums
   fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
   validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
   generate   sample continuations of prompts from a checkpoint, run folder or Hugging Face folder
@@ -153,6 +154,17 @@ def function_command(name: str):
     return plan
 
 
+def data_command(name: str):
+    """The function behind `lit-llm data info` or `lit-llm data verify`."""
+    if name == "info":
+        from lit_llm.data.info import data_info
+
+        return data_info
+    from lit_llm.data.verify import data_verify
+
+    return data_verify
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; ``argv`` is for calling from Python (tests), the console script reads sys.argv."""
     from_shell = argv is None
@@ -179,12 +191,12 @@ def main(argv: list[str] | None = None) -> None:
             from lit_llm.commands.ladder import ladder
 
             ladder(args)
-        elif command == "data" and args[:1] == ["info"]:
-            from lit_llm.data.info import data_info
-
+        elif command == "data" and args[:1] in (["info"], ["verify"]):
             rest = args[1:]  # `lit-llm data info DIR [options]`: the folder comes first, without --data_dir
             run_function(
-                data_info, "lit-llm data info", ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest
+                data_command(args[0]),
+                f"lit-llm data {args[0]}",
+                ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest,
             )
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
@@ -193,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if not isinstance(err, (*USER_ERRORS, CheckpointSaveError)):
             raise
-        name = "data info" if command == "data" else command
+        name = f"data {args[0]}" if command == "data" and args else command
         hint = f"; see `lit-llm {name} --help`" if isinstance(err, ArgumentError) else ""
         message = f"lit-llm {name}: error: {one_line(err)}{hint}"
         print(message, file=sys.stderr, flush=True)

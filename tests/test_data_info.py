@@ -19,6 +19,8 @@ def test_info_reports_counts_shards_and_decoded_samples(byte_dataset, shakespear
     assert len(info["samples"]) == 2 and all(len(sample) == 40 and sample in text for sample in info["samples"])
     out = capsys.readouterr().out
     assert "byte: 257 tokens, end of text = 256" in out and info["samples"][1] in out
+    assert info["identity"] == {key: metadata[key] for key in ("tokenizer_sha256", "fingerprint")}
+    assert f"sha256 {metadata['tokenizer_sha256']}" in out and f"fingerprint {metadata['fingerprint']}" in out
     assert f"{metadata['splits']['train']['tokens']:,}" in out
 
 

@@ -61,6 +61,7 @@ def test_round_trip_through_s3(s3, corpus, tmp_path):
     local = prepare([str(corpus / "a.jsonl")], str(tmp_path / "local"), num_workers=1)
     remote = prepare([str(corpus / "a.jsonl")], "s3://lit-llm/ds", num_workers=1)
     assert remote["splits"] == local["splits"]
+    assert remote["fingerprint"] == local["fingerprint"]  # computed on the staging folder before the upload
     assert keys(s3, "ds/") == [
         f"ds/{name}"
         for name in (
@@ -96,6 +97,8 @@ def test_append_and_overwrite_in_s3(s3, corpus, tmp_path):
     after = prepare([str(corpus / "b.txt")], "s3://lit-llm/grow", append=True, num_workers=1)
     assert after["splits"]["train"]["tokens"] > before["splits"]["train"]["tokens"]
     assert "grow/train/chunk-0-1.bin" in keys(s3, "grow/")
+    assert after["shard_files"]["train"][0] == before["shard_files"]["train"][0]  # the remote shard was not here
+    assert after["shard_files"]["train"][1]["name"] == "chunk-0-1.bin" and after["fingerprint"] != before["fingerprint"]
     data = TokenDataModule(
         "s3://lit-llm/grow", batch_size=2, seq_len=16, num_workers=0, cache_dir=str(tmp_path / "cache")
     )

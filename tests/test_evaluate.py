@@ -102,7 +102,8 @@ def test_prepared_dataset_equals_its_text_and_matches_training_layout(
 def test_prepared_dataset_of_another_tokenizer_is_refused(byte_dataset, shakespeare_slice, tmp_path):
     bpe = train_bpe([shakespeare_slice.read_text()], 300)
     checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], vocab_size=320)), bpe, tmp_path / "bpe.ckpt")
-    with pytest.raises(ValueError, match="tokenizer/model mismatch: .*tokenizer.json is not the model's tokenizer"):
+    mismatch = rf"{byte_dataset}/tokenizer.json \(257 tokens\) is not the tokenizer of {checkpoint} \(300 tokens\)"
+    with pytest.raises(ValueError, match=f"tokenizer/model mismatch: {mismatch}"):
         evaluate(str(checkpoint), [str(byte_dataset)])
 
 

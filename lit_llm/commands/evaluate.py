@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from lit_llm.checkpointing import load_checkpoint
 from lit_llm.data.format import METADATA, TOKENIZER, read_index, read_tokenizer
+from lit_llm.data.identity import check_dataset, check_shard_size
 from lit_llm.data.inputs import resolve_inputs
 from lit_llm.data.readers import ReadOptions, read_part, scan_file
 from lit_llm.data.storage import load_metadata
@@ -86,7 +87,7 @@ def evaluate(
     tables = []
     if inputs:
         options = ReadOptions(text_field, separator)
-        result.update(evaluate_text(model, tokenizer, inputs, split, context, stride, batch_size, options))
+        result.update(evaluate_text(model, tokenizer, checkpoint, inputs, split, context, stride, batch_size, options))
         tables.append(format_table(result["inputs"] + ([result["total"]] if len(result["inputs"]) > 1 else [])))
     if tasks:
         from lit_llm.evaluation.harness import LitLLMEval, evaluate_tasks
@@ -105,6 +106,7 @@ def evaluate(
 def evaluate_text(
     model: GPT,
     tokenizer: Tokenizer,
+    checkpoint: str,
     inputs: list[str],
     split: str,
     context: int | None,
@@ -112,14 +114,14 @@ def evaluate_text(
     batch_size: int,
     options: ReadOptions,
 ) -> dict:
-    """Loss, perplexity and bits per byte of each input and of all together."""
+    """Loss, perplexity and bits per byte of each input and of all together (``checkpoint`` names the model)."""
     context = context or model.config.block_size
     stride = stride or max(1, context // 2)
     if not 0 < context <= model.config.block_size:
         raise ValueError(f"--context {context} must lie between 1 and the model's block_size {model.config.block_size}")
     if not 0 < stride <= context:
         raise ValueError(f"--stride {stride} must lie between 1 and the context {context}")
-    streams = [read_stream(item, tokenizer, split, options) for item in inputs]
+    streams = [read_stream(item, tokenizer, checkpoint, split, options) for item in inputs]
     with tqdm(total=sum(len(ids) - 1 for ids, _ in streams), unit="tok", desc="evaluating", disable=None) as bar:
         rows = [
             summarize(item, score(model, ids, context, stride, batch_size, bar), len(ids) - 1, n_bytes)
@@ -140,11 +142,13 @@ def evaluate_code(model: GPT, tokenizer: Tokenizer, files: list[str], lines: int
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
-def read_stream(item: str, tokenizer: Tokenizer, split: str, options: ReadOptions) -> tuple[torch.Tensor, int]:
+def read_stream(
+    item: str, tokenizer: Tokenizer, checkpoint: str, split: str, options: ReadOptions
+) -> tuple[torch.Tensor, int]:
     """An input's token stream (starting with end-of-text) and the UTF-8 bytes of its documents."""
     path = Path(item).expanduser()
     if (path / METADATA).is_file():
-        tokens, n_bytes = read_prepared(path, split, tokenizer)
+        tokens, n_bytes = read_prepared(path, split, tokenizer, checkpoint)
     else:
         documents = [
             doc
@@ -161,33 +165,39 @@ def read_stream(item: str, tokenizer: Tokenizer, split: str, options: ReadOption
     return torch.cat([torch.tensor([tokenizer.eot_id]), tokens]), n_bytes
 
 
-def read_prepared(folder: Path, split: str, tokenizer: Tokenizer) -> tuple[torch.Tensor, int]:
-    """All token ids of a prepared split, in order, and its text bytes, after checking that the data
-    was tokenized by the model's tokenizer."""
-    data_vocab = read_tokenizer(folder).backend.get_vocab(with_added_tokens=True)
-    if data_vocab != tokenizer.backend.get_vocab(with_added_tokens=True):
-        raise ValueError(
-            f"tokenizer/model mismatch: {folder / TOKENIZER} is not the model's tokenizer, so its token ids mean other "
-            f"text to this model; evaluate the raw text files instead (they are tokenized with the model's tokenizer)"
-        )
+def read_prepared(folder: Path, split: str, tokenizer: Tokenizer, checkpoint: str) -> tuple[torch.Tensor, int]:
+    """All token ids of a prepared split, in order, and its text bytes, after checking the split's shards
+    (their checksums too: every byte is read anyway) and that the checkpoint's tokenizer wrote them."""
     metadata = load_metadata(folder)
     if split not in metadata["splits"]:
         raise ValueError(f"--split {split!r} is not in {folder}; choose one of: {', '.join(metadata['splits'])}")
-    split_dir = folder / split
-    # LitData token chunks: a uint32 item count, item count + 1 uint32 offsets, then the token ids.
-    chunks = [
-        np.fromfile(
-            split_dir / c["filename"], dtype=metadata["dtype"], count=c["dim"], offset=(c["chunk_size"] + 2) * 4
+    check_dataset(folder, deep=True, splits=(split,))
+    data_tokenizer = read_tokenizer(folder)
+    if data_tokenizer.backend.get_vocab(with_added_tokens=True) != tokenizer.backend.get_vocab(with_added_tokens=True):
+        raise ValueError(
+            f"tokenizer/model mismatch: {folder / TOKENIZER} ({data_tokenizer.vocab_size:,} tokens) is not the "
+            f"tokenizer of {checkpoint} ({tokenizer.vocab_size:,} tokens), so its token ids mean other text to this "
+            f"model; evaluate the raw text files instead (they are tokenized with the model's tokenizer)"
         )
-        for c in read_index(split_dir)["chunks"]
-    ]
-    tokens = torch.from_numpy(np.concatenate(chunks or [np.zeros(0)]).astype(np.int64))
+    tokens = split_tokens(folder / split, metadata["dtype"])
     if not len(tokens):
-        raise ValueError(f"{split_dir} holds no tokens; evaluate another --split or prepare more data")
+        raise ValueError(f"{folder / split} holds no tokens; evaluate another --split or prepare more data")
     n_bytes = metadata["splits"][split].get("bytes")  # datasets prepared before byte counts: decode the documents
     if n_bytes is None:
         n_bytes = len(tokenizer.backend.decode(tokens.tolist(), skip_special_tokens=True).encode())
     return tokens, n_bytes
+
+
+def split_tokens(split_dir: Path, dtype: str) -> torch.Tensor:
+    """A split's token ids, read straight from its LitData chunks: a uint32 item count, item count + 1 uint32
+    offsets, then the ids. A short file would read as fewer tokens scored against the full text's bytes (a
+    wrong, too good bits per byte), so each file's size is checked first, for datasets without checksums too."""
+    chunks = []
+    for chunk in read_index(split_dir)["chunks"]:
+        path = split_dir / chunk["filename"]
+        check_shard_size(path, str(path), chunk["chunk_bytes"], "its index.json")
+        chunks.append(np.fromfile(path, dtype=dtype, count=chunk["dim"], offset=(chunk["chunk_size"] + 2) * 4))
+    return torch.from_numpy(np.concatenate(chunks or [np.zeros(0)]).astype(np.int64))
 
 
 # ---- scoring --------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
-from lit_llm.data.format import read_metadata, read_tokenizer
-from lit_llm.data.shards import CorruptShardError, open_split
+from lit_llm.data.format import read_tokenizer
+from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
+from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 from lit_llm.tokenizer import Tokenizer
 
@@ -51,6 +52,11 @@ class TokenDataModule(L.LightningDataModule):
     `tokenizer`, `vocab_size`, `val_source_names` and `batch_size`, and is told the model's context
     with `connect(block_size)`. Lightning sets up the data module before the model, so the datasets are
     built on first use (by the loaders), after the hand-over.
+
+    Each source is checked when it is read (`identity.check_dataset`: its tokenizer and shard sizes against
+    its metadata.json), and `identities` lists what identifies them, one dict per source in source order:
+    ``path``, ``tokenizer_sha256`` and ``fingerprint`` (both None for a dataset prepared before fingerprints),
+    for checkpoints to record and a resumed run to compare.
     """
 
     def __init__(
@@ -84,7 +90,9 @@ class TokenDataModule(L.LightningDataModule):
         self.seed = seed
         self.storage_options = storage_options
         self.views = [local_view(source.path, storage_options, cache_dir) for source in self.sources]
-        self.source_metadata = [read_metadata(view) for view in self.views]
+        for source, view in zip(self.sources, self.views):
+            check_dataset(view, source=source.path)
+        self.identities = [{"path": s.path, **dataset_identity(view)} for s, view in zip(self.sources, self.views)]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
@@ -123,13 +131,23 @@ class TokenDataModule(L.LightningDataModule):
 
     def _dataset(self, index: int, split: str, shuffle: bool) -> StreamingDataset:
         path, seq_len = self.sources[index].path, self.sequence_length
-        tokens = self.source_metadata[index]["splits"][split]["tokens"]
-        if tokens < seq_len + 1:
+        dataset = open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
+        self.check_one_batch(dataset, f"{path.rstrip('/')}/{split}", seq_len + 1)
+        return dataset
+
+    def check_one_batch(self, dataset: StreamingDataset, where: str, sequence_tokens: int) -> None:
+        """The loaders drop incomplete batches: a split without one whole batch per device would skip validation
+        (no best checkpoint) or train nothing, and still exit 0."""
+        devices = self.trainer.world_size if self.trainer is not None else 1
+        # LitData's len() is this process's share: the split's sequences divided across the processes it detects
+        sequences = len(dataset) * dataset.distributed_env.world_size
+        if sequences < self.batch_size * devices:
+            larger = " (or a larger --val_fraction)" if where.endswith("/val") else ""
             raise ValueError(
-                f"{path}/{split} holds {tokens} tokens, fewer than one sequence of {seq_len + 1}; "
-                f"prepare more data (or a larger --val_fraction) or lower data.seq_len"
+                f"{where} holds {sequences} sequences of {sequence_tokens} tokens, fewer than one batch per device "
+                f"needs: data.batch_size {self.batch_size} × {devices} device(s) = {self.batch_size * devices}; "
+                f"prepare more data{larger}, or lower data.batch_size or data.seq_len"
             )
-        return open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
 
     def _loader(self, dataset: StreamingDataset | CombinedStreamingDataset) -> StreamingDataLoader:
         return StepNamingLoader(

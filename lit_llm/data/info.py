@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lit_llm.data.format import SPLITS, read_index, read_metadata, read_tokenizer
+from lit_llm.data.identity import check_dataset, dataset_identity
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 
@@ -24,16 +25,19 @@ def data_info(
         cache_dir: where a remote dataset is cached locally (default: ``$LIT_LLM_CACHE`` or ~/.cache/lit-llm).
 
     Returns:
-        The printed facts: ``tokenizer`` (kind, vocab_size, eot_id), ``splits`` (per split: documents,
+        The printed facts: ``tokenizer`` (kind, vocab_size, eot_id), ``identity`` (fingerprint and tokenizer
+        sha256, see `identity.dataset_identity`), ``splits`` (per split: documents,
         tokens, text bytes, shards, shard bytes), ``skipped`` (binary and empty files, empty documents,
         replaced bytes) and ``samples`` (the decoded texts).
     """
     view = local_view(data_dir, storage_options, cache_dir)
+    check_dataset(view, source=data_dir)
     metadata = read_metadata(view)
     tokenizer = read_tokenizer(view)
     info = {
         "path": data_dir,
         "tokenizer": {"kind": metadata["tokenizer"], "vocab_size": tokenizer.vocab_size, "eot_id": tokenizer.eot_id},
+        "identity": dataset_identity(view),
         "splits": {split: split_info(metadata["splits"][split], read_index(view / split)) for split in SPLITS},
         "skipped": {
             "binary_files": len(metadata["binary_skipped"]),
@@ -63,7 +67,10 @@ def split_info(split: dict, index: dict) -> dict:
 def print_info(info: dict) -> None:
     tok = info["tokenizer"]
     print(f"dataset    {info['path']}")
-    print(f"tokenizer  {tok['kind']}: {tok['vocab_size']:,} tokens, end of text = {tok['eot_id']}")
+    identity = info["identity"]
+    sha = f", sha256 {identity['tokenizer_sha256']}" if identity["tokenizer_sha256"] else ""
+    print(f"tokenizer  {tok['kind']}: {tok['vocab_size']:,} tokens, end of text = {tok['eot_id']}{sha}")
+    print(f"fingerprint {identity['fingerprint'] or 'none: prepared before fingerprints (prepare it again for one)'}")
     print(
         f"{'split':<10} {'documents':>10} {'tokens':>14} {'text MB':>9} {'tokens/byte':>11} {'shards':>7} "
         f"{'shard MB':>9}"

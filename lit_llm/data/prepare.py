@@ -32,6 +32,7 @@ from lit_llm.data.format import (
     read_metadata,
     read_tokenizer,
 )
+from lit_llm.data.identity import add_identity, check_dataset
 from lit_llm.data.inputs import input_stats, plan_work, resolve_inputs, scan_inputs
 from lit_llm.data.readers import (
     FileScan,
@@ -44,6 +45,7 @@ from lit_llm.data.shards import (
     append_split,
     write_json,
 )
+from lit_llm.data.storage import is_remote
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -99,8 +101,10 @@ def prepare(
     options = ReadOptions(text_field, separator)
     staging = open_staging(target, append, storage_options)
     try:
-        previous = read_metadata(staging) if append else None
-        if previous:
+        previous = None
+        if append:
+            check_dataset(staging, source=target)  # adding to a damaged dataset would record its damage as sound
+            previous = read_metadata(staging)
             refuse_duplicates(previous, files)
         tok = ready_tokenizer(tokenizer, vocab_size, staging if append else None)
         workers, part_bytes = plan_work(files, num_workers, options)
@@ -133,6 +137,7 @@ def prepare(
             "separator": separator,
         }
         metadata = build_metadata(staging, written, stats, list(inputs), previous or description)
+        metadata = identified(staging, metadata, target, append)
         write_json(staging / METADATA, metadata)
         publish(staging, target, overwrite, storage_options)
     except BaseException:
@@ -333,6 +338,15 @@ def build_metadata(staging: Path, written: dict, stats: dict, inputs: list[str],
         }
     totals = {key: base.get(key, type(value)()) + value for key, value in stats.items()}  # counts add, file lists join
     return {**base, "inputs": base.get("inputs", []) + inputs, "splits": splits, **totals}
+
+
+def identified(staging: Path, metadata: dict, target: str, append: bool) -> dict:
+    """``metadata`` with the dataset's fingerprint (see `identity`), computed here before a remote upload; not for
+    an append to a remote dataset prepared before fingerprints: its earlier shards are not here to be read."""
+    if append and "fingerprint" not in metadata and is_remote(target):
+        log.warning("%s has no fingerprint and its shards are remote: the appended dataset has none either", target)
+        return metadata
+    return add_identity(staging, metadata)
 
 
 def print_summary(target: str, metadata: dict, written: dict, stats: dict, elapsed: float) -> None:

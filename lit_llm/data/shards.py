@@ -13,6 +13,7 @@ from litdata.streaming.sampler import ChunkedIndex
 from litdata.streaming.writer import BinaryWriter
 
 from lit_llm.data.format import INDEX, read_index, read_metadata
+from lit_llm.data.identity import CorruptShardError, check_shard_size
 from lit_llm.data.storage import is_remote, join, stream_plain_http_with_boto3
 
 CHUNK_TOKENS = 1 << 21  # tokens per shard: 8 MiB of int32, big enough to stream well, small enough for tiny data
@@ -86,10 +87,6 @@ def open_split(
     )
 
 
-class CorruptShardError(ValueError):
-    """A shard that is missing, shorter than its index says, or holds ids outside the vocabulary."""
-
-
 class CheckedTokens(StreamingDataset):
     """LitData's token sequences, refusing a damaged shard by name: LitData waits for a missing or short
     local chunk file to appear, and hands garbage ids on to the model (an index error deep in the embedding)."""
@@ -109,17 +106,7 @@ class CheckedTokens(StreamingDataset):
         if self.shard_bytes is None or chunk in self.checked:
             return
         file, expected = self.shard_bytes[chunk]
-        size = file.stat().st_size if file.is_file() else None
-        if size is None:
-            raise CorruptShardError(
-                f"shard {self.shard_names[chunk]} is missing (its index.json lists it); restore it or prepare the "
-                "dataset again"
-            )
-        if size != expected:
-            raise CorruptShardError(
-                f"shard {self.shard_names[chunk]} holds {size:,} bytes, its index.json {expected:,}: it is truncated "
-                "or corrupt; restore it or prepare the dataset again"
-            )
+        check_shard_size(file, self.shard_names[chunk], expected, "its index.json")
         self.checked.add(chunk)
 
     def __getitem__(self, index):
