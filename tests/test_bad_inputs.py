@@ -124,6 +124,9 @@ ROWS = [
     Row("fit-resume-on-data-prepared-again",
         [*FIT, "--trainer.default_root_dir", "WS/run", "--data.data_dir", "WS/data-bpe"],
         ("last.ckpt was trained with another tokenizer", "data-bpe's tokenizer.json", "prepared again")),
+    Row("fit-resume-on-data-appended-to",
+        [*FIT, "--trainer.default_root_dir", "WS/run", "--data.data_dir", "WS/data-appended"],
+        ("data.fingerprints", "in the checkpoint", "--resume_with_changes")),
     Row("fit-misspelt-option", [*FIT, *NEW_RUN, "--trainer.max_stepz", "3"], ("--trainer.max_stepz", "--help")),
     Row("validate-corrupt-checkpoint", ["validate", "--config", EXPERIMENT, *TINY, "--data.data_dir", "WS/data",
                                         *NEW_RUN, "--ckpt_path", "WS/garbage.ckpt"],
@@ -186,6 +189,8 @@ def workspace(tmp_path_factory, byte_dataset) -> Path:
     write_bad_inputs(ws / "in")
     write_broken_datasets(ws)
     prepare([str(ws / "in" / "more.txt")], str(ws / "data-bpe"), tokenizer="bpe", vocab_size=300, num_workers=1)
+    shutil.copytree(ws / "data", ws / "data-appended")
+    prepare([str(ws / "in" / "more.txt")], str(ws / "data-appended"), append=True, num_workers=1)
     last = (ws / "run" / "checkpoints" / "last.ckpt").read_bytes()
     (ws / "truncated.ckpt").write_bytes(last[: len(last) // 2])
     (ws / "garbage.ckpt").write_bytes(os.urandom(4096))

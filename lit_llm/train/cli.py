@@ -93,7 +93,7 @@ class LitLLMCLI(LightningCLI):
         settings = resume_settings(
             {k: v for k, v in config.items() if k in SECTIONS},
             self.trainer.num_devices * self.trainer.num_nodes,
-            [identity["fingerprint"] for identity in self.datamodule.identities],
+            self.datamodule.identities,
         )
         self.model.resume_settings = settings  # stored in every checkpoint, compared when it is resumed
         if checkpoint is not None:

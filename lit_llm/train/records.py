@@ -116,12 +116,17 @@ def hparam_value(value):
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def resume_settings(config: dict, world_size: int, fingerprints: list[str | None]) -> dict:
+def resume_settings(config: dict, world_size: int, identities: list[dict]) -> dict:
     """The settings of ``EXACT_RESUME`` from a resolved configuration, with the device count and the
-    datasets' fingerprints (a dataset changed under a run resumes into other batches)."""
+    datasets' identities (`TokenDataModule.identities`: a dataset changed under a run resumes into other
+    batches)."""
     flat = flatten(config)
-    settings = {key: flat.get(key) for key in EXACT_RESUME}
-    return {**settings, "trainer/world_size": world_size, "data/fingerprints": list(fingerprints)}
+    return {
+        **{key: flat.get(key) for key in EXACT_RESUME},
+        "trainer/world_size": world_size,
+        "data/fingerprints": [identity["fingerprint"] for identity in identities],
+        "data/tokenizer_sha256": identities[0]["tokenizer_sha256"],  # a mixture's sources share one tokenizer
+    }
 
 
 def changed_settings(saved: dict, current: dict) -> list[str]:
