@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
-from lit_llm.data.format import read_tokenizer
+from lit_llm.data.format import read_index, read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
@@ -131,16 +131,16 @@ class TokenDataModule(L.LightningDataModule):
 
     def _dataset(self, index: int, split: str, shuffle: bool) -> StreamingDataset:
         path, seq_len = self.sources[index].path, self.sequence_length
-        dataset = open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
-        self.check_one_batch(dataset, f"{path.rstrip('/')}/{split}", seq_len + 1)
-        return dataset
+        self.check_one_batch(self.views[index] / split, f"{path.rstrip('/')}/{split}", seq_len + 1)
+        return open_split(path, self.views[index], split, seq_len + 1, shuffle, self.seed, self.storage_options)
 
-    def check_one_batch(self, dataset: StreamingDataset, where: str, sequence_tokens: int) -> None:
+    def check_one_batch(self, split_dir: Path, where: str, sequence_tokens: int) -> None:
         """The loaders drop incomplete batches: a split without one whole batch per device would skip validation
         (no best checkpoint) or train nothing, and still exit 0."""
         devices = self.trainer.world_size if self.trainer is not None else 1
-        # LitData's len() is this process's share: the split's sequences divided across the processes it detects
-        sequences = len(dataset) * dataset.distributed_env.world_size
+        # counted from the index as LitData's TokensLoader cuts them: whole sequences within each chunk (asking the
+        # dataset its len() here would fix its per-worker layout before the loader sets the worker count)
+        sequences = sum(chunk["dim"] // sequence_tokens for chunk in read_index(split_dir)["chunks"])
         if sequences < self.batch_size * devices:
             larger = " (or a larger --val_fraction)" if where.endswith("/val") else ""
             raise ValueError(
