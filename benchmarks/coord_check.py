@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.mup_sweep import IMAGES, PARAMETRIZATIONS, Recipe, batches, shakespeare_tokens, train
-from lit_llm.model import GPT
+from lit_llm.model.model import GPT
 
 RECIPE = Recipe(warmup_steps=0, lr_schedule="constant", weight_decay=0.0)
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import markdown_table
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.objective import LRSchedule, next_token_loss
-from lit_llm.optim import build_optimizer
-from lit_llm.tokenizer import byte_tokenizer
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import LRSchedule, next_token_loss
+from lit_llm.model.tokenizer import byte_tokenizer
+from lit_llm.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "data" / "tinyshakespeare.txt"

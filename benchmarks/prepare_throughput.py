@@ -29,7 +29,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process, so "pe
 
 from benchmarks.harness import cpu_seconds_with_children, machine_description, markdown_row, markdown_table
 from lit_llm.data.prepare import prepare
-from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 SEPARATOR = "<|endoftext|>"
 

@@ -34,8 +34,8 @@ import torch
 import yaml
 
 from benchmarks.nanogpt_train import write_bins
-from lit_llm.checkpointing import CHECKPOINT_KEY
-from lit_llm.config import ModelConfig
+from lit_llm.checkpoint.files import CHECKPOINT_KEY
+from lit_llm.model.config import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

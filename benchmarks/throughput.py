@@ -5,12 +5,12 @@ Three variants train on the same shapes and the same tokens in one process:
   lightning  lit-llm's LitLLM through L.Trainer with its TokenDataModule, TensorBoard logger, progress
              bar and own callbacks, as a user runs `lit-llm fit` (validation off: it never runs inside
              a timed step)
-  bare       the same lit_llm.model.GPT, loss and AdamW in a plain PyTorch loop, over the first batches
+  bare       the same lit_llm.model.model.GPT, loss and AdamW in a plain PyTorch loop, over the first batches
              TokenDataModule's loader yields (held in memory, as nanoGPT's loop holds its data)
   reference  a nanoGPT-style GPT written for the benchmark (benchmarks/reference_gpt.py), same loop
 
-The bare loop builds its model as fit does (lit_llm.parallelism.parallelize: activation checkpointing,
-compile) and computes lit_llm.objective's losses, so only the Trainer around them differs.
+The bare loop builds its model as fit does (lit_llm.distributed.parallelize.parallelize: activation checkpointing,
+compile) and computes lit_llm.model.objective's losses, so only the Trainer around them differs.
 
 A step's time is the interval between consecutive step starts (data, hooks and optimizer included),
 warm-up excluded, median over all timed steps. On a CPU the variants alternate step by step (the bare
@@ -19,7 +19,7 @@ on a shared machine hits all of them alike; the process's CPU time per step is r
 wall clock. On a GPU they alternate round by round (a round: warm-up, then timed steps), and step starts
 are CUDA events resolved after a final synchronisation, so the timed loop never waits on the host.
 
-Reported per variant: ms/step, tokens/s, MFU against the chip's dense bf16 peak (lit_llm.hardware) or,
+Reported per variant: ms/step, tokens/s, MFU against the chip's dense bf16 peak (lit_llm.planning.hardware) or,
 on a CPU, achieved GFLOP/s; FLOPs per token are lit-llm's own count (ModelConfig.flops_per_token, the
 same for the reference, which has the same shape). Peak memory is torch.cuda.max_memory_allocated on a
 GPU (what the variant allocated above what was held before it was built); on a CPU it is the peak
@@ -57,7 +57,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
+import lit_llm.train.strategy  # noqa: F401  (registers the `fsdp2` strategy name)
 from benchmarks.harness import (
     StepClock,
     TimeLimit,
@@ -72,13 +72,13 @@ from benchmarks.harness import (
     versions,
 )
 from benchmarks.reference_gpt import ReferenceConfig, ReferenceGPT
-from lit_llm.config import ModelConfig
-from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.prepare import prepare
-from lit_llm.hardware import detect_accelerator
-from lit_llm.model import GPT
-from lit_llm.objective import chunked_next_token_loss, next_token_loss, weight_decay_groups
-from lit_llm.parallelism import parallelize
+from lit_llm.distributed.parallelize import parallelize
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import chunked_next_token_loss, next_token_loss, weight_decay_groups
+from lit_llm.planning.hardware import detect_accelerator
+from lit_llm.train.datamodule import TokenDataModule
 from lit_llm.train.module import LitLLM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -655,7 +655,7 @@ def report(summary: dict, args: argparse.Namespace, extra: dict[str, list[str]] 
 def common_parser(description: str) -> argparse.ArgumentParser:
     """Options every benchmark script shares: the shape, the repetitions, the data and the output."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="micro", help="a lit_llm.config preset")
+    p.add_argument("--preset", default="micro", help="a lit_llm.model.config preset")
     p.add_argument(
         "--arch", nargs="*", default=[], metavar="FIELD=VALUE", help="ModelConfig overrides, e.g. n_embd=256"
     )

@@ -1,6 +1,6 @@
 """lit-llm: pre-train base language models from scratch.
 
-The public names are imported on first use, so ``import lit_llm.model`` (or `lit-llm generate`) never
+The public names are imported on first use, so ``import lit_llm.model.model`` (or `lit-llm generate`) never
 pays for importing Lightning, which only ``LitLLM`` and ``TokenDataModule`` need.
 """
 
@@ -9,11 +9,11 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "GPT": "lit_llm.model",
-    "ModelConfig": "lit_llm.config",
-    "Tokenizer": "lit_llm.tokenizer",
+    "GPT": "lit_llm.model.model",
+    "ModelConfig": "lit_llm.model.config",
+    "Tokenizer": "lit_llm.model.tokenizer",
     "LitLLM": "lit_llm.train.module",
-    "TokenDataModule": "lit_llm.data.datamodule",
+    "TokenDataModule": "lit_llm.train.datamodule",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -34,7 +34,7 @@ commands:
 # ImportError: an optional extra that is not installed, named with its pip command).
 # ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
 # the whole usage, see exit_on_error below).
-# OSError: only lit_llm.checkpointing.CheckpointSaveError (a full disk, named with the checkpoint kept) is one.
+# OSError: only lit_llm.checkpoint.files.CheckpointSaveError (a full disk, named with the checkpoint kept) is one.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
 
 
@@ -59,7 +59,7 @@ def check_config_files(args: list[str]) -> None:
         if flag in ("--config", "-c"):
             check_yaml(path)
         if flag == "--ckpt_path" and Path(path).is_file():  # LightningCLI's own torch.load would print a traceback
-            from lit_llm.checkpointing import check_readable
+            from lit_llm.checkpoint.files import check_readable
 
             check_readable(Path(path))
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
     except Exception as err:
-        from lit_llm.checkpointing import CheckpointSaveError
+        from lit_llm.checkpoint.files import CheckpointSaveError
 
         if not isinstance(err, (*USER_ERRORS, CheckpointSaveError)):
             raise

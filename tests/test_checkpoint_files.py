@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.checkpointing import checkpoint_step, newest_checkpoint, read_checkpoint, resolve_checkpoint
+from lit_llm.checkpoint.files import checkpoint_step, newest_checkpoint, read_checkpoint
+from lit_llm.checkpoint.load import resolve_checkpoint
 
 # Saves step 10 to checkpoints/last.ckpt, then step 20 over it, SIGKILLing itself at the Nth call of a function
-# used by lit_llm.checkpointing in the second save. Folder checkpoints are written the way FSDP2Strategy
+# used by lit_llm.checkpoint.files in the second save. Folder checkpoints are written the way FSDP2Strategy
 # does: the distributed checkpoint and meta.pt into NAME.tmp, then replace_atomically.
 SAVER = textwrap.dedent(
     """
@@ -22,7 +23,7 @@ SAVER = textwrap.dedent(
     from pathlib import Path
     import torch
     import torch.distributed.checkpoint as dcp
-    import lit_llm.checkpointing as ck
+    import lit_llm.checkpoint.files as ck
 
     run_dir, kind, target, nth = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     calls, armed = 0, False  # counted only inside lit-llm's part of the save of step 20

@@ -9,8 +9,8 @@ import torch
 
 from lit_llm.cli import main
 from lit_llm.evaluation.code_completion import LineProgress, LineTask, line_tasks, read_sources, score_lines
-from lit_llm.model import GPT
-from lit_llm.tokenizer import byte_tokenizer, train_bpe
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import byte_tokenizer, train_bpe
 from tests.test_export import FAMILIES, save_checkpoint, tiny_config
 
 SOURCE = 'def f(x):\n    """héllo → wörld"""\n    return x\n\n\nclass A:\n  pass\n'

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from tests.conftest import REPO, SHAKESPEARE
 from tests.test_resume import losses_by_step
 

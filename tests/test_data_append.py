@@ -7,7 +7,7 @@ import pytest
 from lit_llm.data.format import count_tokens
 from lit_llm.data.prepare import prepare
 from lit_llm.data.shards import open_split
-from lit_llm.tokenizer import byte_tokenizer
+from lit_llm.model.tokenizer import byte_tokenizer
 
 
 def write_corpus(folder, name, n_docs):

@@ -11,7 +11,7 @@ import zstandard
 from lit_llm.data import readers
 from lit_llm.data.prepare import assign_splits, prepare, training_sample
 from lit_llm.data.shards import open_split
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.tokenizer import Tokenizer
 
 STORIES = [f"Story {i}: the fox number {i} jumped over {i % 7} lazy dogs." for i in range(40)]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from lit_llm.data.datamodule import DataSource, TokenDataModule
 from lit_llm.data.prepare import prepare
+from lit_llm.train.datamodule import DataSource, TokenDataModule
 from tests.test_resume import (
     MAX_STEPS,
     fit_command,

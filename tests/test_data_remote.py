@@ -8,9 +8,9 @@ import boto3
 import pytest
 import torch
 
-from lit_llm.data.datamodule import DataSource, TokenDataModule
 from lit_llm.data.info import data_info
 from lit_llm.data.prepare import prepare
+from lit_llm.train.datamodule import DataSource, TokenDataModule
 
 moto_server = pytest.importorskip("moto.server")
 

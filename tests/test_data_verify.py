@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from lit_llm.commands.evaluate import evaluate
-from lit_llm.data.datamodule import TokenDataModule
 from lit_llm.data.identity import CorruptShardError, add_identity, check_dataset
 from lit_llm.data.info import data_info
 from lit_llm.data.prepare import prepare
 from lit_llm.data.verify import data_verify
-from lit_llm.tokenizer import byte_tokenizer
+from lit_llm.model.tokenizer import byte_tokenizer
+from lit_llm.train.datamodule import TokenDataModule
 from tests.conftest import SHAKESPEARE
 from tests.forked_cli import Command, run_commands
 from tests.test_bad_inputs import EXPERIMENT, TINY

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lit_llm.data.datamodule import TokenDataModule
+from lit_llm.train.datamodule import TokenDataModule
 from lit_llm.train.module import LitLLM, derive_step_counts
 
 

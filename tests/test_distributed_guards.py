@@ -16,7 +16,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_llm.checkpointing import checkpoint_step, load_checkpoint
+from lit_llm.checkpoint.files import checkpoint_step
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.evaluation.code_completion import default_context, line_tasks, read_sources, score_lines
 from lit_llm.evaluation.multiple_choice import read_questions, score_questions
 from tests.conftest import REPO
@@ -169,7 +170,7 @@ def test_downstream_eval_split_over_two_ranks_gives_the_single_process_figures(
     fit = [
         *fit_command(byte_dataset, run_dir, *LAUNCH[launch], "--trainer.max_steps", "30"),
         "--model.architecture.block_size=64",  # the longest cloze ending, 38 characters, fits with its space
-        "--trainer.callbacks+=lit_llm.train.evaluation.DownstreamEval",
+        "--trainer.callbacks+=lit_llm.train.downstream.DownstreamEval",
         f"--trainer.callbacks.tasks=[{CLOZE}]",
         "--trainer.callbacks.limit=13",  # odd: the ranks score 7 and 6 questions
         *code,

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from lit_llm.commands.evaluate import evaluate, windows
 from lit_llm.commands.export import export
-from lit_llm.model import GPT
-from lit_llm.tokenizer import byte_tokenizer, train_bpe
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import byte_tokenizer, train_bpe
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 
 needs_safetensors = pytest.mark.skipif(
@@ -47,7 +47,7 @@ def test_loss_is_the_mean_next_token_loss_of_the_stream(llama_checkpoint, tmp_pa
     text = "First Citizen:\nBefore we proceed any further, hear me speak."  # shorter than the context
     (tmp_path / "a.txt").write_text(text)
     result = evaluate(str(llama_checkpoint), [str(tmp_path / "a.txt")])["inputs"][0]
-    from lit_llm.checkpointing import load_checkpoint
+    from lit_llm.checkpoint.load import load_checkpoint
 
     model, tokenizer = load_checkpoint(llama_checkpoint)
     stream = torch.tensor([tokenizer.eot_id, *tokenizer.encode(text), tokenizer.eot_id])
@@ -58,7 +58,7 @@ def test_loss_is_the_mean_next_token_loss_of_the_stream(llama_checkpoint, tmp_pa
 
 def test_long_text_is_scored_in_windows_each_token_once(llama_checkpoint, shakespeare_slice, tmp_path):
     (tmp_path / "long.txt").write_text(shakespeare_slice.read_text()[:1000])  # 1000 byte tokens, block_size 96
-    from lit_llm.checkpointing import load_checkpoint
+    from lit_llm.checkpoint.load import load_checkpoint
 
     model, tokenizer = load_checkpoint(llama_checkpoint)
     stream = torch.tensor([tokenizer.eot_id, *tokenizer.encode(shakespeare_slice.read_text()[:1000]), tokenizer.eot_id])

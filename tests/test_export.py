@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.checkpointing import CHECKPOINT_KEY, load_checkpoint
+from lit_llm.checkpoint.files import CHECKPOINT_KEY
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.commands.export import export
-from lit_llm.config import ModelConfig
-from lit_llm.hf import EXPORT_FILES, load_hf_model
-from lit_llm.model import GPT
-from lit_llm.sampling import generate
-from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from lit_llm.hf.convert import EXPORT_FILES, load_hf_model
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.sampling import generate
+from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # everything below must load from disk
 # Export and import need the `hf` extra; transformers itself only the tests that load into it.

@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.cli import main
 from lit_llm.train.records import HPARAMS_METRIC
 from tests.conftest import fit_args

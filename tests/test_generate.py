@@ -13,10 +13,10 @@ import torch
 from lit_llm.cli import main
 from lit_llm.commands.export import export
 from lit_llm.commands.generate import generate_text
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.sampling import Continuation, generate
-from lit_llm.tokenizer import byte_tokenizer
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.sampling import Continuation, generate
+from lit_llm.model.tokenizer import byte_tokenizer
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 
 CYCLE = "abc.XYZ\n"

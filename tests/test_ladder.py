@@ -22,7 +22,7 @@ from lit_llm.cli import main
 from lit_llm.commands.ladder import plan_runs, read_ladder
 from lit_llm.commands.ladder_report import write_results
 from lit_llm.commands.plan import plan
-from lit_llm.scaling import law_loss
+from lit_llm.planning.scaling import law_loss
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -229,7 +229,7 @@ def test_report_and_plan_use_the_ladder_fit(tmp_path, byte_dataset, capsys):
 
 def test_ladder_help_and_the_fits_import_no_lightning():
     code = (
-        "import lit_llm.scaling, lit_llm.family, lit_llm.commands.ladder_report\n"
+        "import lit_llm.planning.scaling, lit_llm.planning.shapes, lit_llm.commands.ladder_report\n"
         "from lit_llm.cli import main\ntry:\n    main(['ladder', '--help'])\nexcept SystemExit:\n    pass\n"
         "import sys; print(' '.join(sys.modules))"
     )

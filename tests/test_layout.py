@@ -1,23 +1,19 @@
-"""The layering the package promises: the core and the light commands start without Lightning."""
+"""The layering the package promises: every package but train/ is plain PyTorch, and the light commands
+start without Lightning. The packages are found by walking the source tree, so a new module is covered."""
 
+import os
+import pkgutil
 import subprocess
 import sys
 
-CORE = [
-    "lit_llm.model",
-    "lit_llm.sampling",
-    "lit_llm.checkpointing",
-    "lit_llm.estimate",
-    "lit_llm.memory",
-    "lit_llm.objective",
-    "lit_llm.parallelism",
-    "lit_llm.hf",
-    "lit_llm.hf_families",
-    "lit_llm.data.prepare",
-    "lit_llm.data.format",
-    "lit_llm.evaluation.multiple_choice",
-    "lit_llm.evaluation.code_completion",
-]
+import lit_llm
+
+PLAIN_PACKAGES = ("model", "hf", "checkpoint", "data", "distributed", "planning", "evaluation", "commands")
+PLAIN = sorted(
+    module.name
+    for module in pkgutil.walk_packages(lit_llm.__path__, "lit_llm.")
+    if module.name.split(".")[1] in PLAIN_PACKAGES
+)
 LIGHT_COMMANDS = ["generate", "evaluate", "export", "plan", "consolidate", "plot", "prepare"]
 
 
@@ -31,11 +27,18 @@ def imported_modules(code: str) -> set[str]:
     return set(result.stdout.split())
 
 
-def test_core_imports_no_lightning():
+def test_plain_packages_import_no_lightning():
+    assert {"lit_llm.model.model", "lit_llm.data.prepare", "lit_llm.commands.plan"} <= set(PLAIN)
     modules = imported_modules(
-        "".join(f"import {m}\n" for m in CORE) + "import lit_llm\nlit_llm.GPT, lit_llm.ModelConfig"
+        "".join(f"import {m}\n" for m in PLAIN) + "import lit_llm\nlit_llm.GPT, lit_llm.ModelConfig"
     )
     assert not {m for m in modules if m.split(".")[0] in ("lightning", "pytorch_lightning", "torchmetrics")}
+
+
+def test_the_root_holds_only_the_dispatcher_and_its_plumbing():
+    """Everything else lives in a package by concern (docs/architecture.md)."""
+    modules = {m.name for m in pkgutil.iter_modules(lit_llm.__path__) if not m.ispkg}
+    assert modules == {"cli", "errors", "outputs"}
 
 
 def test_help_of_light_commands_imports_no_lightning():
@@ -48,7 +51,7 @@ def test_help_of_light_commands_imports_no_lightning():
 def test_training_stack_defers_torchmetrics_domains():
     """`lit-llm fit`'s imports leave out torchmetrics' metric domains (torchvision, torch's image models...),
     and torchmetrics still offers all of them to a user's own callback once asked for."""
-    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.data.datamodule")
+    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.train.datamodule")
     assert "lightning" in modules and "torchmetrics" in modules
     assert not {"torchvision", "torchmetrics.functional", "torchmetrics.image"} & modules
     code = (
@@ -65,7 +68,7 @@ def test_training_stack_defers_the_compiler_and_lightning_still_sees_compiled_mo
     """`lit-llm fit`'s imports leave out torch._dynamo (2 CPU-s) until a run compiles; then Lightning's
     isinstance checks see compiled modules and its logging methods are excluded from compilation, as with
     the plain imports."""
-    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.data.datamodule")
+    modules = imported_modules("import lit_llm.train.cli, lit_llm.train.module, lit_llm.train.datamodule")
     assert "lightning.pytorch.trainer.connectors.logger_connector.result" in modules
     assert "torch._dynamo" not in modules
     code = """
@@ -73,7 +76,7 @@ import lit_llm.train.cli, sys, torch
 from lightning.fabric.wrappers import OptimizedModule, _unwrap_compiled, _unwrap_objects
 from lightning.pytorch.utilities.compile import from_compiled, to_uncompiled
 from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
-from lit_llm.config import ModelConfig
+from lit_llm.model.config import ModelConfig
 from lit_llm.train.module import LitLLM
 module = LitLLM(ModelConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16))
 assert not isinstance(module, OptimizedModule) and not issubclass(LitLLM, OptimizedModule)
@@ -97,3 +100,24 @@ explained = torch._dynamo.explain(lambda x: logged(x * 2) * 3)(torch.ones(2))
 assert explained.graph_break_count == 1 and calls == [1], (explained, calls)
 """
     assert "torch._dynamo" in imported_modules(code)
+
+
+def test_plain_imports_switch_turns_the_deferral_off_and_fit_still_runs(small_dataset, tmp_path):
+    """LIT_LLM_PLAIN_IMPORTS=1: Lightning and torchmetrics load as they ship (torch._dynamo and torchmetrics'
+    domains with them), and a short fit trains as usual."""
+    from tests.conftest import fit_args
+
+    settings = {"trainer.max_steps": 2, "model.architecture.n_layer": 1, "data.batch_size": 4}
+    args = fit_args(small_dataset, tmp_path / "run", settings)
+    code = (
+        f"from lit_llm.cli import main\nmain({args!r})\nimport sys\n"
+        "from lit_llm.train.imports import DeferDynamoFinder\n"
+        "assert not any(isinstance(f, DeferDynamoFinder) for f in sys.meta_path)\n"
+        "print(' '.join(sys.modules))"
+    )
+    env = {**os.environ, "LIT_LLM_PLAIN_IMPORTS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = set(result.stdout.split())
+    assert {"torch._dynamo", "torchmetrics.functional"} <= modules
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

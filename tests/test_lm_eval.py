@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.cli import main
 from lit_llm.commands.evaluate import evaluate, windows
 from lit_llm.commands.export import export
 from lit_llm.evaluation.multiple_choice import read_questions
-from lit_llm.tokenizer import train_bpe
+from lit_llm.model.tokenizer import train_bpe
 from tests.conftest import REPO
 from tests.test_export import FAMILIES, random_model, save_checkpoint, tiny_config
 from tests.test_pipeline import FAST, scalars
@@ -256,7 +256,7 @@ def test_training_logs_downstream_tags_with_the_offline_accuracy(byte_dataset, s
     source.write_text(shakespeare_slice.read_text()[50_000:52_000])
     config = tmp_path / "eval.yaml"
     config.write_text(
-        "trainer:\n  callbacks:\n    - class_path: lit_llm.train.evaluation.DownstreamEval\n      init_args:\n"
+        "trainer:\n  callbacks:\n    - class_path: lit_llm.train.downstream.DownstreamEval\n      init_args:\n"
         f"        tasks: [{CLOZE}]\n        limit: 12\n        code_files: [{source}]\n        code_lines: 20\n"
     )
     run_dir = tmp_path / "run"
@@ -307,7 +307,7 @@ def test_training_logs_downstream_tags_with_the_offline_accuracy(byte_dataset, s
 
 
 def test_callback_refuses_bad_task_files_before_training(tmp_path):
-    from lit_llm.train.evaluation import DownstreamEval
+    from lit_llm.train.downstream import DownstreamEval
 
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match="empty.jsonl holds no questions"):

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_llm.config import PRESETS, ModelConfig
-from lit_llm.model import GPT
-from lit_llm.sampling import generate
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.presets import PRESETS
+from lit_llm.model.sampling import generate
 
 VARIANTS = {
     "gpt2": dict(positions="learned", norm="layernorm", mlp="gelu", bias=True, tie_embeddings=True),

@@ -6,8 +6,8 @@ import lightning as L
 import pytest
 import torch
 
-from lit_llm.data.datamodule import TokenDataModule
-from lit_llm.objective import LRSchedule
+from lit_llm.model.objective import LRSchedule
+from lit_llm.train.datamodule import TokenDataModule
 from lit_llm.train.module import LitLLM, NonFiniteLossError
 
 SMALL = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)

@@ -9,9 +9,9 @@ import torch
 from benchmarks.coord_check import RECIPE, coord_check
 from benchmarks.mup_sweep import Recipe, batch_loss, batches, shakespeare_tokens, train
 from lit_llm.commands.export import export
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.optim import build_optimizer, muon_parameters
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.train.optim import build_optimizer, muon_parameters
 from tests.test_export import FAMILIES, bpe, random_model, save_checkpoint, text, tokenizer_for  # noqa: F401
 
 

@@ -5,9 +5,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_llm.cli import main
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.objective import chunked_next_token_loss, next_token_loss
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import chunked_next_token_loss, next_token_loss
 from tests.conftest import REPO
 
 

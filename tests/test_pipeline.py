@@ -4,9 +4,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.cli import main
-from lit_llm.sampling import generate
+from lit_llm.model.sampling import generate
 from tests.conftest import REPO
 
 FAST = [

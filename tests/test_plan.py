@@ -16,18 +16,18 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-import lit_llm.estimate as estimate_module
+import lit_llm.planning.estimate as estimate_module
 from lit_llm.commands.plan import plan
-from lit_llm.config import ModelConfig
-from lit_llm.estimate import PRECISIONS, compute_estimate, measure_mfu, run_cost_summary
-from lit_llm.hardware import Accelerator, get_accelerator
-from lit_llm.memory import (
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.planning.estimate import PRECISIONS, compute_estimate, measure_mfu, run_cost_summary
+from lit_llm.planning.hardware import Accelerator, get_accelerator
+from lit_llm.planning.memory import (
     block_activation_bytes_per_token,
     max_micro_batch_size,
     memory_budget,
     memory_estimate,
 )
-from lit_llm.model import GPT
 
 REPO = Path(__file__).resolve().parents[1]
 A100_PEAK = 312e12  # dense bf16, NVIDIA A100 datasheet
@@ -170,8 +170,8 @@ PEAK_SCRIPT = """
 import gc, json, os, sys
 import torch, torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
 
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -188,7 +188,7 @@ def peak_above_now(config, batch_size, seq_len, checkpointing):
         f.write("5")
     baseline = rss()
     model = GPT(config)
-    if checkpointing:  # what lit_llm.parallelism's checkpoint_wrapper does: recompute each block in backward
+    if checkpointing:  # what distributed.parallelize's checkpoint_wrapper does: recompute each block in backward
         for block in model.blocks:
             block.forward = lambda *args, forward=block.forward: checkpoint(forward, *args, use_reentrant=False)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -524,7 +524,7 @@ def test_docstring_documents_every_argument_for_the_cli_help():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_measure_on_cpu_fails_with_one_clear_line():
-    with pytest.raises(ValueError, match="needs a GPU from lit_llm.hardware's table") as err:
+    with pytest.raises(ValueError, match="needs a GPU from lit_llm.planning.hardware's table") as err:
         plan(preset="micro", mfu="measure")
     assert "\n" not in str(err.value) and "--mfu 0.4" in str(err.value)
 

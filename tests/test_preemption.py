@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_llm.checkpointing import checkpoint_step
+from lit_llm.checkpoint.files import checkpoint_step
 from tests.test_resume import LAUNCH, MAX_STEPS, assert_same_losses, fit_command, losses_by_step, reference_losses
 
 EVERY = ["--checkpoint.every_n_train_steps", "5"]  # periodic saves time the steps: the signal lands between two

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lit_llm.data.prepare import prepare
-from lit_llm.tokenizer import Tokenizer, byte_tokenizer
+from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer
 
 
 def test_byte_tokenizer_round_trips_any_text():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from tests.conftest import fit_args
 
 MAX_STEPS = 40

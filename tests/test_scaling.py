@@ -1,4 +1,4 @@
-"""Scaling-law fits (lit_llm.scaling) on synthetic ladders drawn from a known L(N, D) with noise: the fits must
+"""Scaling-law fits (lit_llm.planning.scaling) on synthetic ladders drawn from a known L(N, D) with noise: the fits must
 give back the law's exponents, the compute-optimal allocation and honest intervals."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lit_llm.family import ModelFamily, count_params
-from lit_llm.scaling import (
+from lit_llm.planning.scaling import (
     ParametricLaw,
     budget_to_flops,
     compute_optimal,
@@ -17,6 +16,7 @@ from lit_llm.scaling import (
     fit_parametric,
     law_loss,
 )
+from lit_llm.planning.shapes import ModelFamily, count_params
 
 # Hoffmann et al. 2022's fitted law (their eq. 10): the known truth the synthetic runs are drawn from.
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

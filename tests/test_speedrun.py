@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from lit_llm.checkpointing import CHECKPOINT_KEY
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.objective import LRSchedule, next_token_loss
-from lit_llm.optim import MuonWithAdamW, build_optimizer, muon_parameters
-from lit_llm.tokenizer import byte_tokenizer
+from lit_llm.checkpoint.files import CHECKPOINT_KEY
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import LRSchedule, next_token_loss
+from lit_llm.model.tokenizer import byte_tokenizer
+from lit_llm.train.optim import MuonWithAdamW, build_optimizer, muon_parameters
 from tests.conftest import REPO, SHAKESPEARE, fit_args
 
 TINY = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320)

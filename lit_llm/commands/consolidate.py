@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lit_llm.checkpointing import (
-    SHARDED_METADATA,
-    is_sharded_checkpoint,
-    read_checkpoint,
-    save_atomically,
-)
+from lit_llm.checkpoint.files import SHARDED_METADATA, is_sharded_checkpoint, read_checkpoint, save_atomically
 
 
 def consolidate(checkpoint: str, output: str) -> None:

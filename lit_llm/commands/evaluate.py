@@ -21,16 +21,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.data.format import METADATA, TOKENIZER, read_index, read_tokenizer
 from lit_llm.data.identity import check_dataset, check_shard_size
 from lit_llm.data.inputs import resolve_inputs
 from lit_llm.data.readers import ReadOptions, read_part, scan_file
 from lit_llm.data.storage import load_metadata
 from lit_llm.data.tokenize import encode_documents
-from lit_llm.hardware import resolve_device, resolve_dtype
-from lit_llm.model import GPT
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import Tokenizer
+from lit_llm.planning.hardware import resolve_device, resolve_dtype
 
 IGNORE = -100  # target id that cross_entropy skips: context-only positions and padding
 

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from lit_llm.checkpointing import load_checkpoint, replace_atomically
-from lit_llm.hf import EXPORT_FILES, HF_CONFIG, family_of, write_hf_folder
+from lit_llm.checkpoint.files import replace_atomically
+from lit_llm.checkpoint.load import load_checkpoint
+from lit_llm.hf.convert import EXPORT_FILES, HF_CONFIG, family_of, write_hf_folder
 from lit_llm.outputs import check_replaceable, output_folder
 
 

@@ -7,11 +7,11 @@ from typing import Literal
 
 import torch
 
-from lit_llm.checkpointing import load_checkpoint
-from lit_llm.hardware import resolve_device, resolve_dtype
-from lit_llm.model import GPT
-from lit_llm.sampling import Continuation, generate, generate_batch, prompt_ids
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.checkpoint.load import load_checkpoint
+from lit_llm.model.model import GPT
+from lit_llm.model.sampling import Continuation, generate, generate_batch, prompt_ids
+from lit_llm.model.tokenizer import Tokenizer
+from lit_llm.planning.hardware import resolve_device, resolve_dtype
 
 
 def generate_text(

@@ -5,7 +5,7 @@ A ladder YAML names the data, a model family, the budgets (FLOPs) and the sizes 
 ordinary `lit-llm fit` of an experiment YAML the ladder writes into DIR/runs/NAME/fit.yaml: tokens =
 budget / FLOPs per token of that size, the schedule fitted to the run's length. Runs are resumable (a
 finished run is skipped, a killed one resumes from its last.ckpt), and `--print_commands` hands them to a
-scheduler instead. The fits (lit_llm.scaling) and the report go to DIR/ladder.json and DIR/ladder.md.
+scheduler instead. The fits (lit_llm.planning.scaling) and the report go to DIR/ladder.json and DIR/ladder.md.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 import yaml
 
 from lit_llm.commands.ladder_report import write_results
-from lit_llm.config import ModelConfig
 from lit_llm.data.format import read_metadata
-from lit_llm.estimate import CHINCHILLA_TOKENS_PER_PARAM, human
-from lit_llm.family import ModelFamily, count_params
-from lit_llm.scaling import MIN_PROFILE_SIZES
+from lit_llm.model.config import ModelConfig
+from lit_llm.planning.estimate import CHINCHILLA_TOKENS_PER_PARAM, human
+from lit_llm.planning.scaling import MIN_PROFILE_SIZES
+from lit_llm.planning.shapes import ModelFamily, count_params
 
 KEYS = {
     "output_dir": "folder of the ladder: runs/, ladder.json, ladder.md",
@@ -36,7 +36,7 @@ KEYS = {
     "min_steps": "refuse runs shorter than this many optimizer steps",
     "max_epochs": "refuse runs that would read the training data more times than this",
     "seed": "seed_everything of every run",
-    "family": "the model family (lit_llm.scaling.ModelFamily): name, aspect_ratio, head_size, ModelConfig fields",
+    "family": "the model family (planning.scaling.ModelFamily): name, aspect_ratio, head_size, ModelConfig fields",
     "recipe": "LitLLM arguments for every run, plus warmup_fraction, min_lr_ratio, lr_reference_width",
     "data": "TokenDataModule arguments (data_dir, batch_size, seq_len, num_workers)",
     "trainer": "Lightning Trainer arguments for every run (precision, limit_val_batches, ...)",

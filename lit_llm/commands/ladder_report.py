@@ -1,4 +1,4 @@
-"""The ladder's results: the fits of lit_llm.scaling on the finished runs, DIR/ladder.json and DIR/ladder.md
+"""The ladder's results: the fits of lit_llm.planning.scaling on the finished runs, DIR/ladder.json and DIR/ladder.md
 (with PNG plots when matplotlib, the `plot` extra, is installed)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from lit_llm.commands.plot import bits_per_byte
-from lit_llm.estimate import human
-from lit_llm.scaling import MIN_PARAMETRIC_RUNS, ParametricLaw, compute_optimal, fit_isoflop, fit_parametric
+from lit_llm.planning.estimate import human
+from lit_llm.planning.scaling import MIN_PARAMETRIC_RUNS, ParametricLaw, compute_optimal, fit_isoflop, fit_parametric
 
 DEFAULT_BOOTSTRAP = 200
 
@@ -201,7 +201,7 @@ def optimal_size_plot(plt, isoflop: dict, out: Path) -> str:
 
 def frontier_plot(plt, summary: dict, finished: list[dict], out: Path) -> str:
     """The best measured loss per budget against the law's compute-optimal prediction and its interval."""
-    from lit_llm.family import ModelFamily, count_params
+    from lit_llm.planning.shapes import ModelFamily, count_params
 
     law = ParametricLaw.from_dict(summary["fit"]["parametric"])
     family = ModelFamily(**summary["family"])

@@ -1,7 +1,7 @@
 """`lit-llm plan`: what a pre-training run will cost, and what fits on the hardware, before it starts.
 
-The estimates are ``lit_llm.estimate`` (compute, time, cost) and ``lit_llm.memory`` (peak memory per GPU);
-this file reads what is planned (an experiment YAML or a preset) and prints the report.
+The estimates are ``lit_llm.planning.estimate`` (compute, time, cost) and ``lit_llm.planning.memory`` (peak
+memory per GPU); this file reads what is planned (an experiment YAML or a preset) and prints the report.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from lit_llm.commands.plan_law import compute_optimal_run, law_lines, law_predictions
-from lit_llm.config import PRESETS, ModelConfig
-from lit_llm.estimate import (
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.presets import PRESETS
+from lit_llm.planning.estimate import (
     CHINCHILLA_TOKENS_PER_PARAM,
     amount,
     compute_estimate,
@@ -25,8 +26,8 @@ from lit_llm.estimate import (
     resolve_precision,
     time_and_cost,
 )
-from lit_llm.hardware import get_accelerator
-from lit_llm.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM, memory_plan
+from lit_llm.planning.hardware import get_accelerator
+from lit_llm.planning.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM, memory_plan
 
 BYTE_VOCAB_SIZE = 257  # `lit-llm prepare --tokenizer byte`: 256 bytes + <|endoftext|>
 
@@ -317,10 +318,10 @@ def plan(
             (later ones win, e.g. --config experiments/X.yaml --config experiments/trainer/fsdp2.yaml) and add
             fit's dotted overrides (--trainer.max_steps 100). Its max_steps, batch sizes, devices, precision
             and seq_len set the plan. Give this or --preset.
-        preset: Model preset to plan instead of a YAML: one of the names in lit_llm.config.PRESETS.
+        preset: Model preset to plan instead of a YAML: one of the names in lit_llm.model.model.presets.PRESETS.
         tokens: Training tokens, e.g. 10e9. Overrides the YAML's max_steps × global batch × seq_len.
             Default: compute-optimal, 20 tokens per parameter.
-        gpu: Accelerator name from lit_llm.hardware (e.g. a100-80gb, h100-sxm, l4).
+        gpu: Accelerator name from lit_llm.planning.hardware (e.g. a100-80gb, h100-sxm, l4).
         num_gpus: Number of GPUs in the run, all nodes together. Overrides the YAML's devices × num_nodes
             unless left at 1.
         mfu: Model FLOPs utilization as a fraction of the GPU's dense bf16 peak (e.g. 0.4), or "measure" to

@@ -3,10 +3,10 @@ compute-optimal run of a budget (``--budget_flops``, ``--budget_gpu_hours`` or `
 
 from __future__ import annotations
 
-from lit_llm.config import ModelConfig
-from lit_llm.estimate import human
-from lit_llm.hardware import Accelerator
-from lit_llm.scaling import LadderLaw, budget_to_flops
+from lit_llm.model.config import ModelConfig
+from lit_llm.planning.estimate import human
+from lit_llm.planning.hardware import Accelerator
+from lit_llm.planning.scaling import LadderLaw, budget_to_flops
 
 
 def compute_optimal_run(

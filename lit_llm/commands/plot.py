@@ -232,7 +232,7 @@ def run_summary(run_dir: str | Path) -> dict:
         raise ValueError(f"{run} logged no val/loss; did the run reach its first validation?")
     arch = config["model"]["architecture"]
     if isinstance(arch, str):
-        from lit_llm.config import ModelConfig
+        from lit_llm.model.config import ModelConfig
 
         arch = ModelConfig.from_preset(arch).to_dict()
     seq_len = config["data"].get("seq_len") or arch["block_size"]

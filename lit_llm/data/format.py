@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.tokenizer import Tokenizer
 
 METADATA = "metadata.json"
 TOKENIZER = "tokenizer.json"

@@ -47,7 +47,7 @@ from lit_llm.data.shards import (
 )
 from lit_llm.data.storage import is_remote
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
-from lit_llm.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 log = logging.getLogger(__name__)
 

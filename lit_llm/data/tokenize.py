@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_llm.data.readers import Part, ReadOptions, read_part, segments
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.tokenizer import Tokenizer
 
 BATCH_CHARS = 1 << 20  # characters per encode_batch call: large enough to amortise the call, small enough for memory
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from lit_llm.model import GPT
-from lit_llm.sampling import Continuation, generate
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.sampling import Continuation, generate
+from lit_llm.model.tokenizer import Tokenizer
 
 
 def default_context(block_size: int) -> int:

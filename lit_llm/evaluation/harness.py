@@ -26,13 +26,13 @@ except ImportError:
 import torch
 from tqdm import tqdm
 
-from lit_llm.checkpointing import load_checkpoint
+from lit_llm.checkpoint.load import load_checkpoint
 from lit_llm.evaluation.loglikelihood import continuation_logprobs
 from lit_llm.evaluation.multiple_choice import read_questions
-from lit_llm.hardware import resolve_device, resolve_dtype
-from lit_llm.model import GPT
-from lit_llm.sampling import generate_batch
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.sampling import generate_batch
+from lit_llm.model.tokenizer import Tokenizer
+from lit_llm.planning.hardware import resolve_device, resolve_dtype
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"  # the small local tasks that ship with lit-llm
 DEFAULT_BATCH_SIZE = 16

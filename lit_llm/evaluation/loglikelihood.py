@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lit_llm.model import GPT
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import Tokenizer
 
 
 def encode_pair(tokenizer: Tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lit_llm.evaluation.loglikelihood import continuation_logprobs, encode_pair
-from lit_llm.model import GPT
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import Tokenizer
 
 TARGET_DELIMITER = " "  # lm-eval's default between a context and each choice
 

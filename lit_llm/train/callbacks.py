@@ -19,10 +19,10 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lit_llm.checkpointing import read_checkpoint, save_atomically
-from lit_llm.estimate import run_cost_summary
-from lit_llm.hardware import detect_accelerator
-from lit_llm.sampling import generate
+from lit_llm.checkpoint.files import read_checkpoint, save_atomically
+from lit_llm.model.sampling import generate
+from lit_llm.planning.estimate import run_cost_summary
+from lit_llm.planning.hardware import detect_accelerator
 
 
 class Throughput(L.Callback):

@@ -11,7 +11,7 @@ from jsonargparse import ActionYesNo, DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_llm.checkpointing import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
+from lit_llm.checkpoint.files import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.errors import one_line
 from lit_llm.train.callbacks import RunCheckpoint
 from lit_llm.train.console import RunLine, quiet_lightning
@@ -163,8 +163,8 @@ def run(args: list[str] | None) -> None:
     # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
     quiet_lightning()
-    import lit_llm.train.parallel  # noqa: F401  (registers the `fsdp2` strategy name)
-    from lit_llm.data.datamodule import TokenDataModule
+    import lit_llm.train.strategy  # noqa: F401  (registers the `fsdp2` strategy name)
+    from lit_llm.train.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
 
     try:
@@ -211,7 +211,7 @@ def parse_experiment(args: list[str]) -> dict:
     sections as plain values; raises ValueError with the parser's message for a bad key or value."""
     from argparse import ArgumentError
 
-    from lit_llm.data.datamodule import TokenDataModule
+    from lit_llm.train.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
 
     with warnings.catch_warnings():  # plan passes `args` while its own sys.argv holds more

@@ -10,20 +10,20 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.aggregation import MeanMetric
 
-from lit_llm.checkpointing import CHECKPOINT_KEY
-from lit_llm.config import ModelConfig
-from lit_llm.model import GPT
-from lit_llm.objective import (
+from lit_llm.checkpoint.files import CHECKPOINT_KEY
+from lit_llm.distributed.parallelize import load_full_state_dict, parallelize
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import (
     LossName,
     LRSchedule,
     LRScheduleName,
     chunked_next_token_loss,
     next_token_loss,
 )
-from lit_llm.optim import OptimizerName, build_optimizer
-from lit_llm.parallelism import load_full_state_dict, parallelize
-from lit_llm.tokenizer import Tokenizer
-from lit_llm.train.parallel import is_sharded
+from lit_llm.model.tokenizer import Tokenizer
+from lit_llm.train.optim import OptimizerName, build_optimizer
+from lit_llm.train.strategy import is_sharded
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -126,7 +126,7 @@ class LitLLM(L.LightningModule):
     ) -> None:
         """
         Args:
-            architecture: a preset name from lit_llm.config.PRESETS, or ModelConfig fields (listed by
+            architecture: a preset name from lit_llm.model.model.presets.PRESETS, or ModelConfig fields (listed by
                 ``--model.architecture.help ModelConfig``; μP: ``parametrization: mup`` and ``mup_base_width``).
             init_from: continue pre-training an existing model: a lit-llm checkpoint, run folder or Hugging
                 Face GPT-2/Llama folder. Its architecture replaces ``architecture``, and the data must be
@@ -165,7 +165,7 @@ class LitLLM(L.LightningModule):
         self.initial_weights: dict[str, torch.Tensor] | None = None
         self.initial_tokenizer: Tokenizer | None = None
         if init_from is not None:  # read now: the data module sizes its sequences from the architecture
-            from lit_llm.checkpointing import load_weights
+            from lit_llm.checkpoint.load import load_weights
 
             architecture, self.initial_weights, self.initial_tokenizer = load_weights(init_from)
             rank_zero_info(f"initialising from {init_from}: {architecture.num_params():,} parameters")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lit_llm.config import ModelConfig
-from lit_llm.hardware import ACCELERATORS, Accelerator, detect_accelerator
-from lit_llm.model import GPT
-from lit_llm.objective import next_token_loss
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import next_token_loss
+from lit_llm.planning.hardware import ACCELERATORS, Accelerator, detect_accelerator
 
 CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: compute-optimal training uses ~20 tokens per parameter
 
@@ -96,7 +96,7 @@ def training_step_seconds(
     steps: int = 5,
     warmup: int = 2,
 ) -> float:
-    """Mean wall time of forward + backward + AdamW steps of lit_llm.model.GPT on ``device`` (eager, no compile)."""
+    """Mean wall time of forward + backward + AdamW steps of the GPT on ``device`` (eager, no compile)."""
     torch.manual_seed(0)
     with torch.device(device):
         model = GPT(config).to(torch.bfloat16 if precision == "bf16-true" else torch.float32)
@@ -136,8 +136,8 @@ def measure_mfu(
     if accelerator is None:
         where = f"GPU {torch.cuda.get_device_name(device)!r}" if device.type == "cuda" else "the CPU"
         raise ValueError(
-            f"--mfu measure needs a GPU from lit_llm.hardware's table ({', '.join(ACCELERATORS)}) to compare against "
-            f"its peak, but this runs on {where}; pass a fraction instead, e.g. --mfu 0.4"
+            f"--mfu measure needs a GPU from lit_llm.planning.hardware's table ({', '.join(ACCELERATORS)}) to compare "
+            f"against its peak, but this runs on {where}; pass a fraction instead, e.g. --mfu 0.4"
         )
     try:
         seconds = training_step_seconds(config, micro_batch_size, seq_len, precision, device)
@@ -197,6 +197,6 @@ def run_cost_summary(
     else:
         lines.append(
             f"  achieved        {flops_per_second / 1e12:.3g} TFLOP/s per device "
-            "(no MFU: device not in lit_llm.hardware's table)"
+            "(no MFU: device not in lit_llm.planning.hardware's table)"
         )
     return "\n".join(lines)

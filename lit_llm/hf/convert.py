@@ -2,7 +2,7 @@
 
 GPT-2-style models (learned positions, LayerNorm, GELU) become ``GPT2LMHeadModel``, Llama-style models
 (RoPE, RMSNorm, SwiGLU, optional GQA) become ``LlamaForCausalLM``, through the per-family tables of
-lit_llm/hf_families.py; this module writes and reads the folders. A μP model is exported with its
+lit_llm/hf/architectures.py; this module writes and reads the folders. A μP model is exported with its
 multipliers folded into the weights (``fold_mup``). Needs ``safetensors`` (``pip install 'lit-llm[hf]'``),
 never ``transformers``.
 """
@@ -16,10 +16,17 @@ from pathlib import Path
 
 import torch
 
-from lit_llm.config import ModelConfig
-from lit_llm.hf_families import EXPORTABLE, FAMILY_BY_MODEL_TYPE, FAMILY_BY_POSITIONS, GPT2, Family, require
-from lit_llm.model import GPT
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.hf.architectures import (
+    EXPORTABLE,
+    FAMILY_BY_MODEL_TYPE,
+    FAMILY_BY_POSITIONS,
+    GPT2,
+    Family,
+    require,
+)
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import Tokenizer
 
 HF_CONFIG = "config.json"  # marks a Hugging Face model folder (run folders hold config.yaml)
 WEIGHTS = "model.safetensors"

@@ -1,7 +1,7 @@
 """The Hugging Face side of each exportable family: its transformers class, config fields and parameter names.
 
 One table of parameter names per family (``Family.params``) drives both export and import
-(lit_llm/hf.py), so the two directions cannot drift apart. Our RoPE already uses the "rotate half"
+(lit_llm/hf/convert.py), so the two directions cannot drift apart. Our RoPE already uses the "rotate half"
 layout of Hugging Face's Llama, so q/k need no permutation (the parity tests compare logits to prove it).
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lit_llm.config import ModelConfig
+from lit_llm.model.config import ModelConfig
 
 # Activations that compute GELU's tanh approximation (lit-llm's `gelu: tanh`); `gelu` is the exact one.
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")

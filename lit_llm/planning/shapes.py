@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lit_llm.config import ModelConfig
+from lit_llm.model.config import ModelConfig
 
 FAMILIES = {
     "gpt2": dict(positions="learned", norm="layernorm", mlp="gelu", bias=True),

@@ -12,8 +12,8 @@ from typing import Literal
 
 import torch
 
-from lit_llm.model import GPT
-from lit_llm.objective import weight_decay_groups
+from lit_llm.model.model import GPT
+from lit_llm.model.objective import weight_decay_groups
 
 OptimizerName = Literal["adamw", "muon"]
 

@@ -1,5 +1,5 @@
 """The ``fsdp2`` strategy: registered with Lightning, so experiment YAMLs and the command line can say
-``trainer.strategy: fsdp2``. What it does to the model is ``lit_llm.parallelism.parallelize``."""
+``trainer.strategy: fsdp2``. What it does to the model is ``lit_llm.distributed.parallelize.parallelize``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 
-from lit_llm.checkpointing import replace_atomically
+from lit_llm.checkpoint.files import replace_atomically
 
 
 class FSDP2Strategy(ModelParallelStrategy):

@@ -1,5 +1,5 @@
-"""Peak memory per GPU of a training setup, counted from what ``lit_llm.model.GPT`` keeps alive under the
-sharding and checkpointing that ``lit_llm.parallelism.parallelize`` applies (docs/plan.md derives each term
+"""Peak memory per GPU of a training setup, counted from what ``lit_llm.model.model.GPT`` keeps alive under the
+sharding and checkpointing that ``lit_llm.distributed.parallelize.parallelize`` applies (docs/plan.md derives each term
 and checks it against measured peaks).
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lit_llm.config import ModelConfig
-from lit_llm.estimate import PRECISIONS
-from lit_llm.hardware import Accelerator
+from lit_llm.model.config import ModelConfig
+from lit_llm.planning.estimate import PRECISIONS
+from lit_llm.planning.hardware import Accelerator
 
 HEADROOM = 0.9  # plan to 90% of the card: allocator fragmentation and short-lived temporaries take the rest
 
@@ -21,7 +21,7 @@ FRAMEWORK_OVERHEAD_BYTES = 1e9  # CUDA context, cuBLAS workspaces and NCCL buffe
 LOSS_BYTES = 4  # logits are upcast to fp32 for the cross-entropy, whatever the training precision
 
 
-GB = 1e9  # vendors' GB, the unit of lit_llm.hardware's memory column
+GB = 1e9  # vendors' GB, the unit of lit_llm.planning.hardware's memory column
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Memory:
 
 
 def block_activation_bytes_per_token(config: ModelConfig, precision: str, seq_len: int) -> int:
-    """Bytes one transformer block saves for backward, per token (what autograd keeps in lit_llm.model.Block).
+    """Bytes one transformer block saves for backward, per token (what autograd keeps in lit_llm.model.model.Block).
 
     Residual dtype: the block input and the mid-block sum (each norm's saved input), plus the normalized input
     that RMSNorm's composite kernel also saves. Compute dtype: both norm outputs (saved by the next matmul),
@@ -99,7 +99,7 @@ def activation_bytes(
 
 
 def fsdp_gathered_params(config: ModelConfig) -> int:
-    """Parameters FSDP2 (lit_llm.parallelism: one unit per block, then the root) holds unsharded at once: the root
+    """Parameters FSDP2 (distributed.parallelize: one unit per block, then the root) holds unsharded at once: the root
     unit (embeddings, head, final norm) stays gathered through the step, plus the block being computed and the
     next one being prefetched."""
     per_block = config.num_params(include_embeddings=False) // config.n_layer  # final norm is a rounding error
@@ -120,7 +120,7 @@ def memory_estimate(
     params = config.num_params()
     activations = activation_bytes(config, micro_batch_size, seq_len, precision, checkpointing)
     # Mixed precision: autocast's compute-dtype copy of every matmul weight is saved for backward. FSDP avoids
-    # them: lit_llm.parallelism gives fully_shard a MixedPrecisionPolicy, so it gathers blocks in the compute dtype.
+    # them: distributed.parallelize gives fully_shard a MixedPrecisionPolicy, so it gathers blocks in the compute dtype.
     weight_copies = config.matmul_params() * b.compute if b.compute != b.weights else 0
     if strategy == "fsdp":
         gathered = fsdp_gathered_params(config)

@@ -2,7 +2,7 @@
 
 Knows nothing of Lightning, data or tokenizers: tokens in, logits out, plus an optional KV cache for
 generation. Parallelism, compilation and activation checkpointing are applied from outside
-(``lit_llm.parallelism``).
+(``lit_llm.distributed.parallelize``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lit_llm.config import ModelConfig
+from lit_llm.model.config import ModelConfig
 
 
 def build_norm(config: ModelConfig) -> nn.Module:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lit_llm.config import ModelConfig
-from lit_llm.family import ModelFamily, count_params
+from lit_llm.model.config import ModelConfig
+from lit_llm.planning.shapes import ModelFamily, count_params
 
 PARAMETERS = ("E", "A", "B", "alpha", "beta")
 HUBER_DELTA = 1e-3  # Hoffmann et al.: residuals of log L beyond this count linearly, so outliers barely pull

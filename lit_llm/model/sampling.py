@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lit_llm.model import GPT
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.model import GPT
+from lit_llm.model.tokenizer import Tokenizer
 
 
 def sample_next(

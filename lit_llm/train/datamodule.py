@@ -21,7 +21,7 @@ from lit_llm.data.format import read_index, read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
-from lit_llm.tokenizer import Tokenizer
+from lit_llm.model.tokenizer import Tokenizer
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Parallelism, activation checkpointing and compilation, applied to an unmodified model from outside.
 
 A function of a model and plain settings (torchtitan's ``parallelize_llama`` is the pattern), so the
-Lightning module, the benchmarks and the memory model in ``lit_llm.estimate`` follow one recipe.
+Lightning module, the benchmarks and the memory model in ``lit_llm.planning.estimate`` follow one recipe.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
     checkpoint_wrapper,
 )
 
-from lit_llm.checkpointing import tie_head
-from lit_llm.model import GPT
+from lit_llm.checkpoint.load import tie_head
+from lit_llm.model.model import GPT
 
 
 def parallelize(
