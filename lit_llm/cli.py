@@ -1,10 +1,17 @@
 """`lit-llm`: dispatches to LightningCLI (fit, validate) or to the project's own commands. Wiring only.
 
-Imports stay lazy so that `lit-llm generate`, `plan` or `--help` do not pay for importing Lightning.
+Every other command is a module of lit_llm/commands/ that declares itself in a ``CLI`` dict: its ``name`` (what
+the user types, e.g. ``data info``), a one-line ``summary`` for `lit-llm --help`, the ``function`` it runs (its
+arguments become options, its docstring the help; ``module:function`` for one defined elsewhere), and optionally
+``arguments``: ``raw`` (the function parses its own arguments), ``experiment`` (``--config`` and dotted
+overrides gathered as for `fit`) or ``positional:NAME`` (the first argument fills ``--NAME``). The dict is read
+from the source without importing the module, so `--help` stays instant and adding a command touches one file.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import sys
 from argparse import ArgumentError
@@ -12,22 +19,39 @@ from pathlib import Path
 
 from lit_llm.errors import one_line
 
-USAGE = """usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options; lit-llm --version)
+COMMANDS_DIR = Path(__file__).parent / "commands"
+LIGHTNING_COMMANDS = {
+    "fit": "train a model from an experiment YAML (--config experiments/NAME.yaml)",
+    "validate": "compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)",
+}
 
-commands:
-  prepare    tokenize text files/folders/globs into LitData shards (+ tokenizer, metadata)
-  data info  show a prepared dataset: vocabulary, token counts, shards, decoded samples
-  data verify  read every shard of a prepared dataset and check it against metadata.json's checksums
-  fit        train a model from an experiment YAML (--config experiments/NAME.yaml)
-  validate   compute the validation loss of a checkpoint (--config ... --ckpt_path CKPT)
-  generate   sample continuations of prompts from a checkpoint, run folder or Hugging Face folder
-  evaluate   loss, perplexity and bits per byte on text; lm-eval tasks (--tasks); code completion
-  export     write a checkpoint as a Hugging Face transformers model folder
-  plan       estimate compute, time, memory and cost of a run before starting it
-  ladder     train a ladder of (size, compute budget) runs and fit scaling laws to them
-  consolidate  merge a sharded FSDP2 checkpoint folder into one checkpoint file
-  plot       loss curves (PNG) from run folders' TensorBoard events (pip install "lit-llm[plot]")
-"""
+
+def discover_commands(folder: Path = COMMANDS_DIR) -> dict[str, dict]:
+    """The ``CLI`` declaration of each module in ``folder``, by command name, with the module's import path."""
+    commands = {}
+    for path in sorted(folder.glob("*.py")):
+        declared = declaration(path)
+        if declared is not None:
+            commands[declared["name"]] = {**declared, "module": f"lit_llm.commands.{path.stem}"}
+    return commands
+
+
+def declaration(path: Path) -> dict | None:
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CLI"]:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def usage(commands: dict[str, dict]) -> str:
+    summaries = {**LIGHTNING_COMMANDS, **{name: spec["summary"] for name, spec in commands.items()}}
+    width = max(map(len, summaries)) + 2
+    lines = [f"  {name:<{width}}{summary}" for name, summary in summaries.items()]
+    return (
+        "usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for each command's options; lit-llm --version)\n\n"
+        "commands:\n" + "\n".join(lines) + "\n"
+    )
+
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback
 # (FloatingPointError: lit_llm.train.module.NonFiniteLossError, which names the checkpoint to resume from;
@@ -64,18 +88,21 @@ def check_config_files(args: list[str]) -> None:
             check_readable(Path(path))
 
 
-def gather_list_option(args: list[str], option: str) -> list[str]:
-    """Turn ``--inputs a b c`` (the shell's natural form) into jsonargparse's ``--inputs '["a","b","c"]'``; a
-    value already written as a JSON list (``--inputs '["a", "b"]'``) is passed on as it is."""
-    if option not in args:
-        return args
-    start = args.index(option) + 1
-    end = start
-    while end < len(args) and not args[end].startswith("--"):
-        end += 1
-    if end == start + 1 and args[start].lstrip().startswith("["):
-        return args
-    return args[:start] + [json.dumps(args[start:end])] + args[end:]
+def gather_list_options(function, args: list[str]) -> list[str]:
+    """Turn ``--inputs a b c`` (the shell's natural form) into jsonargparse's ``--inputs '["a","b","c"]'`` for
+    each list-typed argument of ``function``; a value already written as a JSON list is passed on as it is."""
+    import inspect
+
+    for name, param in inspect.signature(function).parameters.items():
+        option = f"--{name}"
+        if "list" not in str(param.annotation) or option not in args:
+            continue
+        start = end = args.index(option) + 1
+        while end < len(args) and not args[end].startswith("--"):
+            end += 1
+        if not (end == start + 1 and args[start].lstrip().startswith("[")):
+            args = args[:start] + [json.dumps(args[start:end])] + args[end:]
+    return args
 
 
 def gather_experiment(args: list[str]) -> list[str]:
@@ -115,101 +142,81 @@ def run_function(function, prog: str, args: list[str]) -> None:
         parser.add_argument(
             f"--{name}", action=ActionYesNo(yes_prefix=""), nargs="?", default=param.default, help=help_text
         )
-    for option in ("--inputs", "--exclude", "--run_dirs", "--tags", "--code_completion"):
-        args = gather_list_option(args, option)
+    args = gather_list_options(function, args)
     function(**parser.parse_args(args).as_dict())
 
 
-def function_command(name: str):
-    """The function behind a non-Lightning command (imported lazily: each pulls in different libraries)."""
-    if name == "prepare":
-        import logging
-
-        from lit_llm.data.prepare import prepare
-
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        return prepare
-    if name == "generate":
-        from lit_llm.commands.generate import generate_text
-
-        return generate_text
-    if name == "evaluate":
-        from lit_llm.commands.evaluate import evaluate
-
-        return evaluate
-    if name == "export":
-        from lit_llm.commands.export import export
-
-        return export
-    if name == "plot":
-        from lit_llm.commands.plot import plot
-
-        return plot
-    if name == "consolidate":
-        from lit_llm.commands.consolidate import consolidate
-
-        return consolidate
-    from lit_llm.commands.plan import plan
-
-    return plan
+def run_command(spec: dict, args: list[str]) -> None:
+    """Import the declared function (only now: each command pulls in different libraries) and run it."""
+    module, _, name = spec["function"].rpartition(":")
+    function = getattr(importlib.import_module(module or spec["module"]), name)
+    arguments = spec.get("arguments", "")
+    if arguments == "raw":
+        function(args)
+        return
+    if arguments == "experiment":
+        args = gather_experiment(args)
+    elif arguments.startswith("positional:") and args and not args[0].startswith("-"):
+        args = [f"--{arguments.removeprefix('positional:')}", *args]
+    run_function(function, f"lit-llm {spec['name']}", args)
 
 
-def data_command(name: str):
-    """The function behind `lit-llm data info` or `lit-llm data verify`."""
-    if name == "info":
-        from lit_llm.data.info import data_info
-
-        return data_info
-    from lit_llm.data.verify import data_verify
-
-    return data_verify
+def find_command(argv: list[str], commands: dict[str, dict]) -> tuple[str, list[str]]:
+    """The command named by the first one or two words of ``argv`` (``data info``), and the rest."""
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if name in commands or name in LIGHTNING_COMMANDS:
+            return name, argv[words:]
+    raise ValueError(f"unknown command {argv[0]!r}; run `lit-llm --help` for the list")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point; ``argv`` is for calling from Python (tests), the console script reads sys.argv."""
     from_shell = argv is None
     argv = sys.argv[1:] if from_shell else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return
-    if argv[0] == "--version":
+    if argv[:1] == ["--version"]:
         from lit_llm import __version__
 
         print(f"lit-llm {__version__}")
         return
+    commands = discover_commands()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(commands))
+        return
     command, args = argv[0], argv[1:]
     try:
-        if command in ("fit", "validate"):
+        command, args = find_command(argv, commands)
+        logging_for_users()
+        if command in LIGHTNING_COMMANDS:
             check_config_files(args)
             from lit_llm.train.cli import run
 
             run(None if from_shell else argv)
-        elif command in ("prepare", "generate", "evaluate", "export", "plan", "consolidate", "plot"):
-            args = gather_experiment(args) if command == "plan" else args
-            run_function(function_command(command), f"lit-llm {command}", args)
-        elif command == "ladder":
-            from lit_llm.commands.ladder import ladder
-
-            ladder(args)
-        elif command == "data" and args[:1] in (["info"], ["verify"]):
-            rest = args[1:]  # `lit-llm data info DIR [options]`: the folder comes first, without --data_dir
-            run_function(
-                data_command(args[0]),
-                f"lit-llm data {args[0]}",
-                ["--data_dir", *rest] if rest and not rest[0].startswith("-") else rest,
-            )
         else:
-            raise ValueError(f"unknown command {command!r}; run `lit-llm --help` for the list")
+            run_command(commands[command], args)
     except Exception as err:
         from lit_llm.checkpoint.files import CheckpointSaveError
 
         if not isinstance(err, (*USER_ERRORS, CheckpointSaveError)):
             raise
-        name = f"data {args[0]}" if command == "data" and args else command
-        hint = f"; see `lit-llm {name} --help`" if isinstance(err, ArgumentError) else ""
-        message = f"lit-llm {name}: error: {one_line(err)}{hint}"
+        hint = f"; see `lit-llm {command} --help`" if isinstance(err, ArgumentError) else ""
+        message = f"lit-llm {command}: error: {one_line(err)}{hint}"
         print(message, file=sys.stderr, flush=True)
         raise UserError(message) from None
+
+
+def logging_for_users() -> None:
+    """lit-llm's own log lines (warnings about the data, what a step is doing) as plain messages on stderr;
+    other libraries' loggers keep their defaults."""
+    import logging
+
+    logger = logging.getLogger("lit_llm")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lit_llm.data.info import data_info
+from lit_llm.commands.data_info import data_info
 
 
 def test_info_reports_counts_shards_and_decoded_samples(byte_dataset, shakespeare_slice, capsys):

@@ -8,7 +8,7 @@ import boto3
 import pytest
 import torch
 
-from lit_llm.data.info import data_info
+from lit_llm.commands.data_info import data_info
 from lit_llm.data.prepare import prepare
 from lit_llm.train.datamodule import DataSource, TokenDataModule
 

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from lit_llm.commands.data_info import data_info
+from lit_llm.commands.data_verify import data_verify
 from lit_llm.commands.evaluate import evaluate
 from lit_llm.data.identity import CorruptShardError, add_identity, check_dataset
-from lit_llm.data.info import data_info
 from lit_llm.data.prepare import prepare
-from lit_llm.data.verify import data_verify
 from lit_llm.model.tokenizer import byte_tokenizer
 from lit_llm.train.datamodule import TokenDataModule
 from tests.conftest import SHAKESPEARE

@@ -23,3 +23,10 @@ def consolidate(checkpoint: str, output: str) -> None:
     state = read_checkpoint(source)
     save_atomically({k: v for k, v in state.items() if not k.startswith("optimizer")}, target)
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) from {source}")
+
+
+CLI = {
+    "name": "consolidate",
+    "summary": "merge a sharded FSDP2 checkpoint folder into one checkpoint file",
+    "function": "consolidate",
+}

@@ -274,3 +274,10 @@ def format_table(rows: list[dict]) -> str:
             f"{r['perplexity']:>10.3f}  {r['bits_per_byte']:>9.4f}"
         )
     return "\n".join(lines)
+
+
+CLI = {
+    "name": "evaluate",
+    "summary": "loss, perplexity and bits per byte on text; lm-eval tasks (--tasks); code completion",
+    "function": "evaluate",
+}

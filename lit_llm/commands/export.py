@@ -54,3 +54,10 @@ def export(
         f"{dtype})"
     )
     return target
+
+
+CLI = {
+    "name": "export",
+    "summary": "write a checkpoint as a Hugging Face transformers model folder",
+    "function": "export",
+}

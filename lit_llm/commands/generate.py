@@ -100,3 +100,10 @@ def stream_one(model: GPT, tokenizer: Tokenizer, prompt: str, stop: list[str], s
     generate(model, ids, on_token=on_token, **sample)
     sys.stdout.write(row.text[printed:] + "\n")
     return prompt + row.text
+
+
+CLI = {
+    "name": "generate",
+    "summary": "sample continuations of prompts from a checkpoint, run folder or Hugging Face folder",
+    "function": "generate_text",
+}

@@ -377,3 +377,11 @@ def parse_args(args: list[str]) -> tuple[argparse.Namespace, dict]:
             raise ValueError(f"unknown option --{key}; ladder YAML keys are: {', '.join(KEYS)}")
         overrides[key] = yaml.safe_load(value)
     return options, overrides
+
+
+CLI = {
+    "name": "ladder",
+    "summary": "train a ladder of (size, compute budget) runs and fit scaling laws to them",
+    "function": "ladder",
+    "arguments": "raw",
+}

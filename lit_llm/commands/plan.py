@@ -392,3 +392,11 @@ def plan(
     }
     print(jsonlib.dumps(result, indent=2) if json else format_report(result) + law_lines(result))
     return result
+
+
+CLI = {
+    "name": "plan",
+    "summary": "estimate compute, time, memory and cost of a run before starting it",
+    "function": "plan",
+    "arguments": "experiment",
+}

@@ -255,3 +255,10 @@ if __name__ == "__main__":  # `python -m lit_llm.commands.plot --run_dirs '[RUN]
     from jsonargparse import CLI
 
     CLI(plot, as_positional=False)
+
+
+CLI = {
+    "name": "plot",
+    "summary": 'loss curves (PNG) from run folders\' TensorBoard events (pip install "lit-llm[plot]")',
+    "function": "plot",
+}

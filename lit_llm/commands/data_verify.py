@@ -39,3 +39,11 @@ def data_verify(data_dir: str) -> dict:
         print(f"{split:<6} {len(shards)} shard(s), {result[split]['bytes']:,} bytes: OK")
     print(f"tokenizer sha256 {metadata['tokenizer_sha256']}: OK\nfingerprint {metadata['fingerprint']}")
     return result
+
+
+CLI = {
+    "name": "data verify",
+    "summary": "read every shard of a prepared dataset and check it against its recorded checksums",
+    "function": "data_verify",
+    "arguments": "positional:data_dir",
+}

@@ -89,3 +89,11 @@ def print_info(info: dict) -> None:
     )
     for i, text in enumerate(info["samples"], 1):
         print(f"\n--- training sample {i} of {len(info['samples'])} ({len(text)} characters) ---\n{text}")
+
+
+CLI = {
+    "name": "data info",
+    "summary": "show a prepared dataset: vocabulary, token counts, shards, fingerprint, decoded samples",
+    "function": "data_info",
+    "arguments": "positional:data_dir",
+}
