@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.harness import REPO, TimeLimit, peak_rss_since_reset, reset_peak_rss, rss_bytes, time_call
+from benchmarks.harness import REPO, TimeLimit, peak_rss_since_reset, reset_peak_rss, rss_bytes
 from benchmarks.step_data import load_batches
-from benchmarks.step_runners import Bench, Variant
+from benchmarks.step_runners import Bench, Variant, rotated, step_each
 
 MEMORY_TAG = "MEMORY_PROBE "
 # Before Lightning adds MASTER_PORT and friends: a probe process must pick its own port.
@@ -58,8 +58,7 @@ def measure(variants: list[Variant], bench: Bench, rounds: int, warmup: int, ste
     runners = {}
     try:
         for r in range(rounds):
-            order = variants[r % len(variants) :] + variants[: r % len(variants)]
-            for v in order:
+            for v in rotated(variants, r):
                 if results[v.name].error is None:
                     run_round(v, results[v.name], runners, bench, batches, warmup, steps)
                 if results[v.name].error is None:
@@ -111,10 +110,7 @@ def measure_step_interleaved(
         times[lightning[0].name] = (wall, cpu)
     else:
         for step in range(warmup + total):
-            for name in list(bare)[step % len(bare) :] + list(bare)[: step % len(bare)]:
-                wall, cpu = time_call(bare[name].train_step)
-                times[name][0].append(wall)
-                times[name][1].append(cpu)
+            step_each(bare, times, step)
     for name, (wall, cpu) in times.items():
         skip = 0 if name in {v.name for v in lightning} else warmup  # the Lightning runner drops its own
         wall, cpu = wall[skip : skip + total], cpu[skip : skip + total]

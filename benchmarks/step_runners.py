@@ -79,12 +79,21 @@ class InterleavedSteps(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self.clock.tick()
-        names = list(self.runners)
-        for name in names[batch_idx % len(names) :] + names[: batch_idx % len(names)]:
-            wall, cpu = time_call(self.runners[name].train_step)
-            self.times[name][0].append(wall)
-            self.times[name][1].append(cpu)
+        step_each(self.runners, self.times, batch_idx)
         self.clock.tick()
+
+
+def rotated(items: list, start: int) -> list:
+    """``items`` from index ``start`` on, wrapping round: no variant always runs first, after the same one."""
+    return items[start % len(items) :] + items[: start % len(items)]
+
+
+def step_each(runners: dict, times: dict[str, tuple[list[float], list[float]]], start: int) -> None:
+    """One step of every runner, in an order rotated by ``start``; their wall and CPU seconds go to ``times``."""
+    for name in rotated(list(runners), start):
+        wall, cpu = time_call(runners[name].train_step)
+        times[name][0].append(wall)
+        times[name][1].append(cpu)
 
 
 def sdpa_context(backend: str):
