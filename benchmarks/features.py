@@ -24,7 +24,9 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from benchmarks.throughput import Variant, common_parser, report, run
+from benchmarks.step_cli import common_parser, run
+from benchmarks.step_report import report
+from benchmarks.step_runners import Variant
 
 FEATURES = ("compile", "loss", "chunked", "optimizer", "sdpa", "precision", "checkpointing", "gelu")
 

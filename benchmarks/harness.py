@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 class StepClock:
     """Step-start timestamps: CUDA events on a GPU (resolved at the end, so no sync in the loop).
