@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -298,3 +299,15 @@ def test_export_without_safetensors_names_the_extra_in_one_line(tmp_path, monkey
         'install the hf extra: pip install "lit-llm[hf]"\n'
     )
     assert not (tmp_path / "hf").exists()
+
+
+def test_every_exported_file_gets_the_mode_the_umask_gives_a_new_file(tmp_path):
+    """safetensors writes model.safetensors as a 0600 temporary file; a group-writable umask shows any stray mode."""
+    checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")
+    previous = os.umask(0o002)
+    try:
+        out = export(str(checkpoint), str(tmp_path / "hf"))
+    finally:
+        os.umask(previous)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in out.iterdir()}
+    assert modes == {name: oct(0o664) for name in EXPORT_FILES}

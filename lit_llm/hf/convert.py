@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def _write_weights(model: GPT, family: Family, dtype: torch.dtype, folder: Path)
     state = fold_mup(config, model.state_dict())
     tensors = {name: t for p in family.params(config) for name, t in p.to_hf(state[p.lit], dtype).items()}
     safetensors.torch.save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    # safetensors writes a temporary file (mode 0600) and renames it: give it the mode of the files beside it.
+    os.chmod(folder / WEIGHTS, new_file_mode())
+
+
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the umask (reading the umask means setting it, so it is set
+    straight back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def fold_mup(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
