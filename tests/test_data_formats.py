@@ -1,7 +1,9 @@
 """`lit-llm prepare` inputs: each format, compression, document boundaries, bad input, and parallel determinism."""
 
+import compileall
 import gzip
 import json
+import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,7 +76,7 @@ def test_bad_input_is_counted_or_named(tmp_path, caplog):
     (tmp_path / "in" / "empty.txt").write_text("\n")
     meta = prepare([str(tmp_path / "in")], str(tmp_path / "out"), num_workers=1)
     assert [p.endswith("blob.bin.gz") for p in meta["binary_skipped"]] == [True]
-    assert "skipping binary file" in caplog.text and "blob.bin.gz" in caplog.text
+    assert "skipping 1 binary file (blob.bin.gz); --exclude '**/*.bin.gz' leaves such files out" in caplog.text
     assert [p.endswith("empty.txt") for p in meta["empty_skipped"]] == [True]
     assert meta["empty_documents"] == 3 and meta["replaced_bytes"] == 1
     assert sorted(decoded_documents(tmp_path / "out")) == ["also kept", "caf\ufffd", "kept"]
@@ -170,3 +172,19 @@ def test_tokenizer_training_sample_is_bounded(tmp_path):
     assert sampled["vocab_size"] < full["vocab_size"]
     jobs = assign_splits(readers.scan_file(str(tmp_path / "a.jsonl"), readers.ReadOptions()).parts, 0.1, None, seed=1)
     assert sum(len(text.encode()) for text in training_sample(jobs, readers.ReadOptions(), 300, seed=1)) == 300
+
+
+def test_a_source_tree_s_pycache_is_one_warning_with_the_exclude_that_silences_it(tmp_path, caplog):
+    (tmp_path / "src").mkdir()
+    for name in ("alpha", "beta", "gamma", "delta", "epsilon"):
+        (tmp_path / "src" / f"{name}.py").write_text(f"def {name}():\n    return {name!r}\n")
+    assert compileall.compile_dir(tmp_path / "src", quiet=1)  # five .pyc files, each with NUL bytes
+    caplog.set_level(logging.WARNING)
+    meta = prepare([str(tmp_path / "src")], str(tmp_path / "out"), num_workers=1)
+    assert len(meta["binary_skipped"]) == 5
+    [line] = [r.getMessage() for r in caplog.records if "binary" in r.getMessage()]
+    assert line.startswith("skipping 5 binary files (") and "and 2 more)" in line
+    assert line.endswith("--exclude '**/__pycache__/**' leaves such files out")
+    caplog.clear()
+    meta = prepare([str(tmp_path / "src")], str(tmp_path / "out2"), num_workers=1, exclude=["**/__pycache__/**"])
+    assert meta["binary_skipped"] == [] and "binary" not in caplog.text

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lit_llm.cli import main
 from lit_llm.commands.evaluate import evaluate, windows
 from lit_llm.commands.export import export
 from lit_llm.model.model import GPT
@@ -131,3 +132,12 @@ def test_bad_options_name_the_value_and_the_fix(llama_checkpoint, byte_dataset, 
         evaluate(str(llama_checkpoint), [str(byte_dataset)], split="test")
     with pytest.raises(FileNotFoundError, match="input .*missing.txt does not exist"):
         evaluate(str(llama_checkpoint), [str(tmp_path / "missing.txt")])
+
+
+def test_help_tells_a_user_how_to_run_lm_eval_tasks_offline(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
+    assert "these machines" not in text
+    assert "HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1" in text and "local Hugging Face cache, filled beforehand" in text

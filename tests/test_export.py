@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import os
+import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from lit_llm.checkpoint.files import CHECKPOINT_KEY
 from lit_llm.checkpoint.load import load_checkpoint
+from lit_llm.cli import main
 from lit_llm.commands.export import export
 from lit_llm.hf.convert import EXPORT_FILES, load_hf_model
 from lit_llm.model.config import ModelConfig
@@ -282,3 +285,29 @@ def test_tokenizer_bigger_than_the_model_vocabulary_is_refused(bpe, tmp_path):
         ValueError, match="tokenizer/model mismatch .* has 400 tokens but the model's vocab_size is 320"
     ):
         load_hf_model(out)
+
+
+def test_export_without_safetensors_names_the_extra_in_one_line(tmp_path, monkeypatch, capsys):
+    checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors now fails, as when not installed
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path / "hf")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "lit-llm export: error: safetensors is not installed (Hugging Face folders store their weights with it); "
+        'install the hf extra: pip install "lit-llm[hf]"\n'
+    )
+    assert not (tmp_path / "hf").exists()
+
+
+def test_every_exported_file_gets_the_mode_the_umask_gives_a_new_file(tmp_path):
+    """safetensors writes model.safetensors as a 0600 temporary file; a group-writable umask shows any stray mode."""
+    checkpoint = save_checkpoint(GPT(tiny_config(FAMILIES["llama"], 320)), byte_tokenizer(), tmp_path / "m.ckpt")
+    previous = os.umask(0o002)
+    try:
+        out = export(str(checkpoint), str(tmp_path / "hf"))
+    finally:
+        os.umask(previous)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in out.iterdir()}
+    assert modes == {name: oct(0o664) for name in EXPORT_FILES}

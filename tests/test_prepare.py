@@ -1,9 +1,11 @@
 import json
+import logging
 
 import pytest
 
 from lit_llm.data.prepare import prepare
 from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer
+from tests.conftest import SHAKESPEARE
 
 
 def test_byte_tokenizer_round_trips_any_text():
@@ -150,3 +152,30 @@ def test_exclude_from_the_command_line_in_either_list_form(tmp_path, form):
     main(["prepare", "--inputs", str(tmp_path / "lib"), "--output_dir", str(tmp_path / "out"), "--exclude", *exclude])
     splits = json.loads((tmp_path / "out" / "metadata.json").read_text())["splits"]
     assert sum(split["bytes"] for split in splits.values()) == len("# keep.py\nx = 1\n")  # the other two dropped
+
+
+def one_document_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "as one document" in r.getMessage()]
+
+
+def test_a_large_text_file_without_separators_is_said_to_be_one_document(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    meta = prepare([str(SHAKESPEARE)], str(tmp_path / "one"), num_workers=1)
+    assert meta["splits"]["train"]["documents"] == meta["splits"]["val"]["documents"] == 1  # split by position
+    [line] = one_document_warnings(caplog)
+    assert line.startswith(f"{SHAKESPEARE} (1.1 MB) is the whole corpus as one document (no --separator given)")
+    assert "the last 10% of its characters validate" in line and "pass --separator LINE" in line
+    assert "JSON Lines/Parquet files (a document per record)" in line
+    caplog.clear()
+    prepare([str(SHAKESPEARE)], str(tmp_path / "absent"), num_workers=1, separator="<|endoftext|>")
+    [line] = one_document_warnings(caplog)
+    assert "(no line holds only '<|endoftext|>')" in line
+
+
+def test_documents_found_in_a_text_file_or_a_folder_are_not_warned_about(tmp_path, shakespeare_documents, caplog):
+    caplog.set_level(logging.WARNING)
+    speeches = prepare([str(SHAKESPEARE)], str(tmp_path / "speeches"), num_workers=1, separator="")  # blank lines
+    assert speeches["splits"]["train"]["documents"] > 1000
+    folder = prepare([str(shakespeare_documents)], str(tmp_path / "folder"), num_workers=1)
+    assert folder["splits"]["train"]["documents"] + folder["splits"]["val"]["documents"] == 5
+    assert one_document_warnings(caplog) == []

@@ -70,8 +70,10 @@ def evaluate(
         dtype: float32 (comparable across machines) or bfloat16 (faster on GPUs).
         json: print the results as JSON instead of a table.
         tasks: comma-separated lm-evaluation-harness tasks (needs pip install "lit-llm[eval]"): lit-llm's shipped
-            ones (shakespeare_cloze, shakespeare_rolling), lm-eval's own (their data must be in the local Hugging
-            Face cache: these machines cannot download), tasks under --include_path, or HellaSwag-format .jsonl files.
+            ones (shakespeare_cloze, shakespeare_rolling), tasks under --include_path, HellaSwag-format .jsonl files,
+            or lm-eval's own, whose datasets download from the Hugging Face hub on first use; offline
+            (HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1) they are read from the local Hugging Face cache, filled
+            beforehand on a connected machine.
         limit: score only the first ``limit`` examples of each task.
         include_path: a folder of lm-eval task YAMLs (e.g. with ``dataset_path: json`` and local data_files).
         code_completion: held-out source files: next-line exact match and mean accepted characters (the share of

@@ -9,7 +9,7 @@ from typing import Literal
 
 from lit_llm.checkpoint.files import replace_atomically
 from lit_llm.checkpoint.load import load_checkpoint
-from lit_llm.hf.convert import EXPORT_FILES, HF_CONFIG, family_of, write_hf_folder
+from lit_llm.hf.convert import EXPORT_FILES, HF_CONFIG, family_of, require_safetensors, write_hf_folder
 from lit_llm.outputs import check_replaceable, output_folder
 
 
@@ -39,6 +39,7 @@ def export(
             f"output folder {folder} already exists and is not empty; choose another --output_dir or pass --overwrite"
         )
     target = folder.resolve()  # a symlink to an empty folder is written through, never replaced
+    require_safetensors()  # before loading the checkpoint, which can take a while
     model, tokenizer = load_checkpoint(checkpoint)
     family = family_of(model.config, checkpoint)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lit_llm.data.readers import MAX_PART_BYTES, MIN_PART_BYTES, FileScan, ReadOptions, scan_file, splittable
+from lit_llm.data.readers import (
+    COMPRESSIONS,
+    MAX_PART_BYTES,
+    MIN_PART_BYTES,
+    FileScan,
+    ReadOptions,
+    scan_file,
+    splittable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +95,6 @@ def input_stats(scans: list[FileScan]) -> dict:
     stats = {"binary_skipped": [], "empty_skipped": [], "empty_documents": 0, "replaced_bytes": 0}
     for scan in scans:
         if scan.binary:
-            log.warning("skipping binary file %s", scan.path)
             stats["binary_skipped"].append(scan.path)
             continue
         if not scan.parts:
@@ -98,4 +105,30 @@ def input_stats(scans: list[FileScan]) -> dict:
             )
         stats["empty_documents"] += scan.empty_documents
         stats["replaced_bytes"] += scan.replaced_bytes
+    warn_binary(stats["binary_skipped"])
     return stats
+
+
+def warn_binary(paths: list[str]) -> None:
+    """One line for all the binary files skipped (a source tree's __pycache__ holds hundreds), naming a few and the
+    --exclude patterns that leave them out."""
+    if not paths:
+        return
+    names = ", ".join(Path(p).name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    patterns = " ".join(dict.fromkeys(exclude_pattern(Path(p)) for p in paths))
+    log.warning(
+        "skipping %d binary file%s (%s); --exclude %s leaves such files out",
+        len(paths),
+        "s" if len(paths) > 1 else "",
+        names,
+        patterns,
+    )
+
+
+def exclude_pattern(path: Path) -> str:
+    """A quoted --exclude pattern for files like this one: its __pycache__ folder, or its extension (with the one
+    before a compression suffix: ``*.bin.gz``, not every ``*.gz``)."""
+    if "__pycache__" in path.parts:
+        return "'**/__pycache__/**'"
+    suffixes = path.suffixes[-2:] if path.suffix.lower() in COMPRESSIONS else path.suffixes[-1:]
+    return f"'**/*{''.join(suffixes)}'" if suffixes else f"'**/{path.name}'"

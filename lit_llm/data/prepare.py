@@ -35,6 +35,7 @@ from lit_llm.data.format import (
 from lit_llm.data.identity import add_identity, check_dataset
 from lit_llm.data.inputs import input_stats, plan_work, resolve_inputs, scan_inputs
 from lit_llm.data.readers import (
+    TEXT,
     FileScan,
     Part,
     ReadOptions,
@@ -50,6 +51,8 @@ from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 log = logging.getLogger(__name__)
+# A text file this large as the corpus's only document may be several documents without separators: say so.
+ONE_DOCUMENT_BYTES = 1_000_000
 
 
 def prepare(
@@ -115,6 +118,7 @@ def prepare(
                 raise ValueError(no_text_message(scans))
             stats = input_stats(scans)
             jobs = assign_splits(parts, val_fraction, val_size, seed)
+            warn_if_one_document(jobs, options)
             if tok is None:
                 tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
                 warn_if_vocabulary_smaller(tok, vocab_size)
@@ -210,6 +214,25 @@ def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, 
         jobs.append(Job(part, frozenset((val[lo:hi] - first).tolist())))
         first += part.n_docs
     return jobs
+
+
+def warn_if_one_document(jobs: list[Job], options: ReadOptions) -> None:
+    """A large text file read as the only document is split by position and trains without document ends: say
+    so, in case it holds several documents."""
+    job = jobs[0]
+    size = Path(job.part.path).stat().st_size
+    if job.train_fraction is None or job.part.format != TEXT or size < ONE_DOCUMENT_BYTES:
+        return
+    found = "no --separator given" if options.separator is None else f"no line holds only {options.separator!r}"
+    log.warning(
+        "%s (%.1f MB) is the whole corpus as one document (%s), so the split is by position (the last %.0f%% of "
+        "its characters validate); if it holds several documents, pass --separator LINE (a line holding only LINE "
+        "ends each), or give a folder of files (a document each) or JSON Lines/Parquet files (a document per record)",
+        job.part.path,
+        size / 1e6,
+        found,
+        100 * (1 - job.train_fraction),
+    )
 
 
 # ---- tokenizer ----------------------------------------------------------------------------------------

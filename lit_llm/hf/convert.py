@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,6 +64,19 @@ def family_of(config: ModelConfig, source: str) -> Family:
     return family
 
 
+def require_safetensors():
+    """The safetensors package, or a one-line error naming the extra that installs it (the CLI shows ImportError
+    as one line)."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise ImportError(
+            "safetensors is not installed (Hugging Face folders store their weights with it); install the hf extra: "
+            'pip install "lit-llm[hf]"'
+        ) from None
+    return safetensors
+
+
 # ---- export ---------------------------------------------------------------------------------------
 def write_hf_folder(model: GPT, tokenizer: Tokenizer, family: Family, dtype: str, folder: Path) -> None:
     """Weights, configs and tokenizer files of ``model`` as ``family``'s transformers class, into ``folder``."""
@@ -72,8 +86,7 @@ def write_hf_folder(model: GPT, tokenizer: Tokenizer, family: Family, dtype: str
 
 
 def _write_weights(model: GPT, family: Family, dtype: torch.dtype, folder: Path) -> None:
-    from safetensors.torch import save_file
-
+    safetensors = require_safetensors()
     config = model.config
     if family is GPT2 and not config.bias:
         # GPT-2 layers always add a bias; a zero bias computes exactly what no bias does.
@@ -82,7 +95,17 @@ def _write_weights(model: GPT, family: Family, dtype: torch.dtype, folder: Path)
         model = biased
     state = fold_mup(config, model.state_dict())
     tensors = {name: t for p in family.params(config) for name, t in p.to_hf(state[p.lit], dtype).items()}
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    safetensors.torch.save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    # safetensors writes a temporary file (mode 0600) and renames it: give it the mode of the files beside it.
+    os.chmod(folder / WEIGHTS, new_file_mode())
+
+
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the umask (reading the umask means setting it, so it is set
+    straight back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def fold_mup(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -196,14 +219,12 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(
             f"{folder} has no {WEIGHTS}, {WEIGHTS_INDEX} or {LEGACY_WEIGHTS}; save the model with save_pretrained"
         )
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    safetensors = require_safetensors()
     state: dict[str, torch.Tensor] = {}
     for name in files:
         try:
-            state.update(load_file(str(folder / name)))
-        except (OSError, SafetensorError) as err:
+            state.update(safetensors.torch.load_file(str(folder / name)))
+        except (OSError, safetensors.SafetensorError) as err:
             raise ValueError(
                 f"{folder / name} is not a readable safetensors file ({err}); it may be truncated or corrupt"
             ) from None
