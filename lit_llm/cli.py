@@ -215,8 +215,7 @@ def logging_for_users() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logger.setLevel(logging.INFO)  # propagates too: a host application's (or pytest's) handlers still see it
 
 
 if __name__ == "__main__":
