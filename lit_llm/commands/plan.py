@@ -17,7 +17,7 @@ from lit_llm.model.presets import PRESETS
 from lit_llm.planning.estimate import CHINCHILLA_TOKENS_PER_PARAM, amount, duration, human, resolve_precision
 from lit_llm.planning.experiment import RunSpec, experiment_source, plan_run
 from lit_llm.planning.hardware import get_accelerator
-from lit_llm.planning.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM
+from lit_llm.planning.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM, setup_name
 
 # ---------------------------------------------------------------- inputs
 
@@ -116,11 +116,13 @@ def format_report(r: dict) -> str:
             f"{s['activations_gb']:>9.2f}{s['memory_per_gpu_gb']:>9.2f}  {'yes' if s['fits'] else 'no':<4}  "
             f"{s['max_micro_batch_size']}" + ("  <- planned" if name == planned else "")
         )
-    lines += ["", recommendation_line(memory["recommendation"], r)]
+    lines += ["", recommendation_line(memory, r)]
     return "\n".join(lines)
 
 
-def recommendation_line(rec: dict | None, r: dict) -> str:
+def recommendation_line(memory: dict, r: dict) -> str:
+    """The planned setup when it fits (and a cheaper one that also does), else the cheapest that fits."""
+    rec, planned = memory["recommendation"], r["planned_setup"]
     if rec is None and r["num_gpus"] == 1:
         return (
             f"Recommendation: does not fit on one {r['gpu']} even with activation checkpointing at micro-batch 1; "
@@ -131,15 +133,28 @@ def recommendation_line(rec: dict | None, r: dict) -> str:
             f"Recommendation: does not fit on {r['num_gpus']} × {r['gpu']} even with FSDP + activation checkpointing "
             "at micro-batch 1; use more GPUs or a larger card."
         )
-    checkpointing = (
-        " + activation checkpointing (recomputes the forward: ~33% more compute than planned above)"
-        if rec["activation_checkpointing"]
-        else ""
+    recompute = "recomputes the forward: ~33% more compute than planned above"
+    if planned != setup_name(rec["strategy"], rec["activation_checkpointing"]):
+        checkpointing = f" + activation checkpointing ({recompute})" if rec["activation_checkpointing"] else ""
+        line = f"Recommendation: {rec['strategy']}{checkpointing}, {batch_text(rec)}."
+        return line + (f" The planned {planned} does not fit even at micro-batch 1." if planned else "")
+    line = f"Recommendation: {planned} as planned, {batch_text(rec)}" + (
+        f" (activation checkpointing {recompute})." if rec["activation_checkpointing"] else "."
     )
-    line = f"Recommendation: {rec['strategy']}{checkpointing}, micro-batch {rec['micro_batch_size']}"
+    alternative = memory["alternative"]
+    if alternative is None:
+        return line
+    name = setup_name(alternative["strategy"], alternative["activation_checkpointing"])
+    drops_checkpointing = rec["activation_checkpointing"] and not alternative["activation_checkpointing"]
+    saving = "no recomputed forward" if drops_checkpointing else "less communication"
+    return f"{line} Also fits, cheaper: {name}, {batch_text(alternative)} ({saving})."
+
+
+def batch_text(rec: dict) -> str:
+    text = f"micro-batch {rec['micro_batch_size']}"
     if rec["accumulate_grad_batches"] > 1:
-        line += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
-    return line + "."
+        text += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
+    return text
 
 
 # ---------------------------------------------------------------- entry points

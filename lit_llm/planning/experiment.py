@@ -160,7 +160,7 @@ def plan_run(
     """
     model, setup = spec.config, spec.planned_setup()
     planned = tokens or spec.planned_tokens()
-    memory = memory_plan(model, accelerator, spec.num_gpus, spec.micro_batch_size, spec.seq_len, spec.precision)
+    memory = memory_plan(model, accelerator, spec.num_gpus, spec.micro_batch_size, spec.seq_len, spec.precision, setup)
     mfu_value = mfu or measure_mfu(model, memory["micro_batch_size"], spec.seq_len, spec.precision)
     estimate = compute_estimate(model, planned or CHINCHILLA_TOKENS_PER_PARAM * model.num_params(), spec.seq_len)
     result = {
