@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from lit_llm.cli import main
-from lit_llm.commands.ladder import plan_runs, read_ladder
+from lit_llm.commands.ladder import data_facts, read_ladder
 from lit_llm.commands.ladder_report import write_results
 from lit_llm.commands.plan import plan
+from lit_llm.planning.ladder import DataFacts, LadderSpec, fit_experiment, plan_runs, size_run
 from lit_llm.planning.scaling import law_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +49,18 @@ def micro_ladder(tmp_path: Path, data_dir: Path, **changes) -> Path:
     return path
 
 
+def runs_of(spec: LadderSpec) -> list:
+    """The ladder's runs, sized on its prepared data."""
+    return plan_runs(spec, data_facts(spec))
+
+
 def lit_llm(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["lit-llm", *args], capture_output=True, text=True, env=ENV, **kwargs)
 
 
 def test_micro_ladder_trains_resumes_after_a_kill_and_writes_ladder_json(tmp_path, byte_dataset):
     config = micro_ladder(tmp_path, byte_dataset)
-    runs = plan_runs(read_ladder(str(config), {}))
+    runs = runs_of(read_ladder(str(config), {}))
     assert [(r.budget, r.config.n_embd) for r in runs] == [(1.5e8, 16), (1.5e8, 32), (3e8, 16), (3e8, 32)]
     out = tmp_path / "ladder"
     # Kill the ladder (and the fit it is running) once the third run has written a checkpoint.
@@ -121,9 +127,28 @@ def test_print_commands_gives_one_fit_line_per_run(tmp_path, byte_dataset):
 def test_shipped_ladder_reads_and_names_the_data_its_prepare_command_writes():
     for path in sorted((REPO / "experiments").glob("ladder-*.yaml")):
         spec = read_ladder(str(path), {})
-        assert spec["budgets"] == sorted(spec["budgets"]) and spec["family"].name in ("llama", "gpt2")
+        assert spec.budgets == sorted(spec.budgets) and spec.family.name in ("llama", "gpt2")
         prepared = re.search(r"lit-llm prepare .*--output_dir (\S+)", path.read_text()).group(1)
-        assert spec["data"]["data_dir"] == prepared, path
+        assert spec.data["data_dir"] == prepared, path
+
+
+def test_a_run_is_sized_from_its_budget_with_the_learning_rate_scaled_by_width():
+    recipe = {"learning_rate": 1e-3, "lr_reference_width": 64, "warmup_fraction": 0.1}
+    data = {"data_dir": "d", "batch_size": 4}
+    raw = {"output_dir": "~/ladder", "budgets": "3e12,1e12", "recipe": recipe, "data": data}
+    spec = LadderSpec.from_dict(raw, "L.yaml")
+    assert spec.budgets == [1e12, 3e12] and spec.sizes is None and spec.output_dir == Path.home() / "ladder"
+    config = spec.family.shape(128, vocab_size=320)
+    run = size_run(spec, DataFacts(vocab_size=320, train_tokens=10**7), index=3, budget=1e12, config=config)
+    assert spec.seq_len == 256  # no data.seq_len: the family's block_size, ModelConfig's default
+    assert run.steps == round(1e12 / (config.flops_per_token(256) * 4 * 256)) and run.tokens == run.steps * 4 * 256
+    assert run.learning_rate == pytest.approx(1e-3 * 64 / 128)  # Adam's LR ∝ 1/width from the reference width
+    assert run.run_dir == spec.output_dir / "runs" / "C1e12-L4-d128"
+    experiment = fit_experiment(spec, run)
+    assert experiment["trainer"]["max_steps"] == run.steps and experiment["model"]["min_lr"] == run.learning_rate / 10
+    assert experiment["model"]["warmup_steps"] == round(0.1 * run.steps)
+    with pytest.raises(ValueError, match="^L.yaml: .* epochs of the data's 1.0k training tokens"):
+        size_run(spec, DataFacts(vocab_size=320, train_tokens=1000), index=0, budget=1e12, config=config)
 
 
 def ladder_error(capsys, config: Path, *args: str) -> str:
@@ -160,11 +185,11 @@ def test_bad_ladders_give_one_line_errors(tmp_path, byte_dataset, capsys):
 LAW = np.array([1.5, 80.0, 60.0, 0.4, 0.3])  # the "true" law the fake runs follow (losses of 3 to 6 nats)
 
 
-def fake_results(spec: dict) -> list[dict]:
+def fake_results(spec: LadderSpec) -> list[dict]:
     """Ladder entries whose val losses follow LAW (with 0.2% noise), as if every run had finished."""
     rng = np.random.default_rng(0)
     results = []
-    for run in plan_runs(spec):
+    for run in runs_of(spec):
         entry = run.summary("total")
         entry["val_loss"] = float(law_loss(LAW, entry["law_params"], entry["tokens"])) * math.exp(rng.normal(0, 0.002))
         results.append(entry)
@@ -175,10 +200,8 @@ def test_report_and_plan_use_the_ladder_fit(tmp_path, byte_dataset, capsys):
     config = micro_ladder(tmp_path, byte_dataset, sizes="auto", sizes_per_budget=5, size_spread=30.0,
                           budgets=[3e9, 1e10, 3e10], max_epochs=100.0)  # fmt: skip
     spec = read_ladder(str(config), {})
-    from lit_llm.commands.ladder import data_facts
-
     summary = write_results(spec, data_facts(spec), fake_results(spec), [])
-    out = Path(spec["output_dir"])
+    out = spec.output_dir
     saved = json.loads((out / "ladder.json").read_text())
     law = saved["fit"]["parametric"]
     assert law is not None and len(saved["fit"]["isoflop"]["profiles"]) == 3
@@ -215,7 +238,7 @@ def test_report_and_plan_use_the_ladder_fit(tmp_path, byte_dataset, capsys):
     )
     # an experiment YAML: its own size and tokens, predicted with an interval
     experiment = tmp_path / "big.yaml"
-    architecture = plan_runs(spec)[-1].config.to_dict()
+    architecture = runs_of(spec)[-1].config.to_dict()
     experiment.write_text(yaml.safe_dump({
         "trainer": {"max_steps": 1000},
         "model": {"architecture": architecture},
@@ -229,7 +252,7 @@ def test_report_and_plan_use_the_ladder_fit(tmp_path, byte_dataset, capsys):
 
 def test_ladder_help_and_the_fits_import_no_lightning():
     code = (
-        "import lit_llm.planning.scaling, lit_llm.planning.shapes, lit_llm.commands.ladder_report\n"
+        "import lit_llm.planning.ladder, lit_llm.planning.scaling, lit_llm.commands.ladder_report\n"
         "from lit_llm.cli import main\ntry:\n    main(['ladder', '--help'])\nexcept SystemExit:\n    pass\n"
         "import sys; print(' '.join(sys.modules))"
     )

@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -394,10 +395,40 @@ def test_shipped_experiments_plan(experiment, capsys):
     assert "Recommendation" in capsys.readouterr().out
 
 
+SETUP_ROWS = ("single", "single+ckpt", "ddp", "ddp+ckpt", "fsdp", "fsdp+ckpt")
+
+
 def lit_llm(*args: str) -> subprocess.CompletedProcess:
     """`lit-llm ...` as a user types it, run from the repository root with this checkout's package."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(["lit-llm", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_recommendation_keeps_the_planned_setup_and_names_a_cheaper_one_that_fits():
+    """The YAML plans FSDP2 + activation checkpointing: the recommendation keeps that row, which fits, and offers
+    a cheaper setup that fits the same micro-batch as an alternative, never instead of the planned one."""
+    result = lit_llm("plan", "--config", "experiments/llama-1b-fsdp.yaml")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {words[0]: words for words in map(str.split, lines) if words and words[0] in SETUP_ROWS}
+    planned = [name for name, words in rows.items() if words[-2:] == ["<-", "planned"]]
+    assert planned == ["fsdp+ckpt"] and rows["fsdp+ckpt"][6] == "yes"  # fits at the YAML's micro-batch 8
+    recommendation = next(line for line in lines if line.startswith("Recommendation: "))
+    assert recommendation.startswith("Recommendation: fsdp+ckpt as planned, micro-batch 8 ")
+    alternative = re.search(r"Also fits, cheaper: (\S+), micro-batch (\d+)", recommendation)
+    assert alternative is not None and alternative[1] == "single"  # one GPU: no checkpointing needed
+    assert rows[alternative[1]][6] == "yes" and int(rows[alternative[1]][7]) >= int(alternative[2])
+
+
+def test_a_planned_setup_that_does_not_fit_is_replaced_and_said_so(tmp_path, capsys):
+    trainer = {"strategy": "ddp", "devices": 8, "num_nodes": 8, "precision": "bf16-mixed", "max_steps": 10}
+    path = write_experiment(tmp_path, trainer, {"architecture": "llama2-7b"}, {"batch_size": 1})
+    result = plan(config=path, gpu="a100-80gb")
+    assert result["planned_setup"] == "ddp" and result["memory"]["strategies"]["ddp"]["max_micro_batch_size"] == 0
+    assert result["memory"]["recommendation"]["strategy"] == "fsdp"
+    assert result["memory"]["alternative"] is None
+    out = capsys.readouterr().out
+    assert "Recommendation: fsdp, micro-batch 1. The planned ddp does not fit even at micro-batch 1." in out
 
 
 def test_stacked_configs_are_planned_as_the_one_run_fit_would_start():

@@ -1,5 +1,5 @@
-"""The ladder's results: the fits of lit_llm.planning.scaling on the finished runs, DIR/ladder.json and DIR/ladder.md
-(with PNG plots when matplotlib, the `plot` extra, is installed)."""
+"""The ladder's results: DIR/ladder.json (the fits of lit_llm.planning.ladder on the finished runs), DIR/ladder.md
+and the console summary, with PNG plots when matplotlib (the `plot` extra) is installed."""
 
 from __future__ import annotations
 
@@ -11,59 +11,15 @@ import numpy as np
 
 from lit_llm.commands.plot import bits_per_byte
 from lit_llm.planning.estimate import human
-from lit_llm.planning.scaling import MIN_PARAMETRIC_RUNS, ParametricLaw, compute_optimal, fit_isoflop, fit_parametric
-
-DEFAULT_BOOTSTRAP = 200
-
-
-def fit_laws(finished: list[dict], fit: dict) -> dict:
-    """Both fits, each replaced by the reason it could not be made when the runs do not allow it."""
-    notes = []
-    isoflop = fit_isoflop(finished, params_key="law_params")
-    notes += isoflop["skipped"] + (
-        [f"IsoFLOP exponents not fitted: {isoflop['reason']}"] if "reason" in isoflop else []
-    )
-    parametric = None
-    if len(finished) < MIN_PARAMETRIC_RUNS:
-        notes.append(f"parametric law not fitted: {len(finished)} finished run(s), it needs {MIN_PARAMETRIC_RUNS}")
-    else:
-        try:
-            parametric = fit_parametric(
-                [r["law_params"] for r in finished],
-                [r["tokens"] for r in finished],
-                [r["val_loss"] for r in finished],
-                n_bootstrap=int(fit.get("bootstrap", DEFAULT_BOOTSTRAP)),
-                level=float(fit.get("level", 0.95)),
-            ).to_dict()
-        except ValueError as err:
-            notes.append(f"parametric law not fitted: {err}")
-    return {"params": fit.get("params", "total"), "isoflop": isoflop, "parametric": parametric, "notes": notes}
+from lit_llm.planning.ladder import DataFacts, LadderSpec, ladder_summary
+from lit_llm.planning.scaling import LadderLaw
 
 
-def write_results(spec: dict, facts: dict, results: list[dict], notes: list[str]) -> dict:
-    data_dir = spec["data"]["data_dir"]
-    per_nat = bits_per_byte(1.0, data_dir)  # bits per byte of a loss of one nat per token on the val split
-    for r in results:
-        r["bits_per_byte"] = None if r["val_loss"] is None else r["val_loss"] * per_nat
-    finished = [r for r in results if r["val_loss"] is not None]
-    missing = len(results) - len(finished)
-    fit = fit_laws(finished, spec["fit"])
-    fit["notes"] = (
-        notes + ([f"{missing} run(s) not finished yet: left out of the fits"] if missing else []) + fit["notes"]
-    )
-    family = spec["family"]
-    summary = {
-        "config": spec["source"],
-        "data_dir": data_dir,
-        "vocab_size": facts["vocab_size"],
-        "seq_len": facts["seq_len"],
-        "train_tokens": facts["train_tokens"],
-        "bits_per_byte_per_nat": per_nat,
-        "family": {k: getattr(family, k) for k in family.__dataclass_fields__},
-        "runs": results,
-        "fit": fit,
-    }
-    out = Path(spec["output_dir"]).expanduser()
+def write_results(spec: LadderSpec, data: DataFacts, results: list[dict], notes: list[str]) -> dict:
+    """DIR/ladder.json (``ladder_summary``), the plots and DIR/ladder.md, and the summary on the console."""
+    per_nat = bits_per_byte(1.0, spec.data["data_dir"])  # bits per byte of one nat per token on the val split
+    summary = ladder_summary(spec, data, results, notes, per_nat)
+    out = spec.output_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "ladder.json", json.dumps(summary, indent=2))
     plots = draw_plots(summary, out)
@@ -201,19 +157,17 @@ def optimal_size_plot(plt, isoflop: dict, out: Path) -> str:
 
 def frontier_plot(plt, summary: dict, finished: list[dict], out: Path) -> str:
     """The best measured loss per budget against the law's compute-optimal prediction and its interval."""
-    from lit_llm.planning.shapes import ModelFamily, count_params
-
-    law = ParametricLaw.from_dict(summary["fit"]["parametric"])
-    family = ModelFamily(**summary["family"])
-    shapes = family.shapes(summary["vocab_size"])
-    candidates = [(count_params(c, summary["fit"]["params"]), c.flops_per_token(summary["seq_len"])) for c in shapes]
+    law = LadderLaw.from_summary(summary, str(out / "ladder.json"))
     budgets = sorted({r["budget"] for r in finished})
     span = np.geomspace(budgets[0] / 2, budgets[-1] * 10, 30)
-    optima = [compute_optimal(law, c, candidates) for c in span]
+    optima = [law.optimum(budget)[1] for budget in span]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot(span, [o["predicted_val_loss"] for o in optima], label="law, compute-optimal size")
     ax.fill_between(
-        span, *zip(*(o["predicted_val_loss_interval"] for o in optima)), alpha=0.2, label=f"{law.level:.0%} interval"
+        span,
+        *zip(*(o["predicted_val_loss_interval"] for o in optima)),
+        alpha=0.2,
+        label=f"{law.law.level:.0%} interval",
     )
     best = [min(r["val_loss"] for r in finished if r["budget"] == b) for b in budgets]
     ax.plot(budgets, best, "o", label="best run per budget")

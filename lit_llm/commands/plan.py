@@ -1,108 +1,25 @@
 """`lit-llm plan`: what a pre-training run will cost, and what fits on the hardware, before it starts.
 
-The estimates are ``lit_llm.planning.estimate`` (compute, time, cost) and ``lit_llm.planning.memory`` (peak
-memory per GPU); this file reads what is planned (an experiment YAML or a preset) and prints the report.
+The plan is ``lit_llm.planning.experiment`` (what the run is, and its compute, time, cost and memory per GPU); this
+file reads the command line and the experiment YAML (with fit's own parser) and prints the report.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from lit_llm.commands.plan_law import compute_optimal_run, law_lines, law_predictions
-from lit_llm.model.config import ModelConfig
+from lit_llm.commands.plan_law import compute_optimal_run, law_lines
 from lit_llm.model.presets import PRESETS
-from lit_llm.planning.estimate import (
-    CHINCHILLA_TOKENS_PER_PARAM,
-    amount,
-    compute_estimate,
-    duration,
-    human,
-    measure_mfu,
-    resolve_precision,
-    time_and_cost,
-)
+from lit_llm.planning.estimate import CHINCHILLA_TOKENS_PER_PARAM, amount, duration, human, resolve_precision
+from lit_llm.planning.experiment import RunSpec, experiment_source, plan_run
 from lit_llm.planning.hardware import get_accelerator
-from lit_llm.planning.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM, memory_plan
-
-BYTE_VOCAB_SIZE = 257  # `lit-llm prepare --tokenizer byte`: 256 bytes + <|endoftext|>
-
+from lit_llm.planning.memory import FRAMEWORK_OVERHEAD_BYTES, GB, HEADROOM, setup_name
 
 # ---------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What is being planned: model shape and the run's shape, resolved from a YAML or a preset."""
-
-    name: str
-    config: ModelConfig
-    seq_len: int
-    precision: str
-    micro_batch_size: int | None = None
-    num_gpus: int | None = None
-    max_steps: int | None = None
-    sequences_per_step: int | None = None  # global batch, when the YAML fixes it independently of the GPU count
-    sequences_per_gpu_step: int | None = None  # micro-batch × accumulation, scaled by the GPU count
-    strategy: str | None = None  # trainer.strategy's name, lower case (None: a preset, no strategy chosen)
-    activation_checkpointing: bool = False
-    note: str | None = None
-
-
-def resolve_vocab(config: ModelConfig, data_dir: str | None) -> tuple[ModelConfig, str | None]:
-    """Take the vocabulary from the prepared data's metadata.json; assume a byte vocabulary if there is none."""
-    metadata = Path(data_dir).expanduser() / "metadata.json" if data_dir else None
-    if metadata is not None and metadata.is_file():
-        return config.with_vocab(jsonlib.loads(metadata.read_text())["vocab_size"]), None
-    if config.vocab_size is not None:
-        return config, None
-    resolved = config.with_vocab(BYTE_VOCAB_SIZE)
-    where = f"{data_dir} is not prepared yet" if data_dir else "no data given"
-    return resolved, f"{where}: assumed a byte vocabulary ({BYTE_VOCAB_SIZE} tokens, padded to {resolved.vocab_size})"
-
-
-def model_config_from(architecture) -> ModelConfig:
-    """model.architecture as fit's parser leaves it: a preset name or the fields of a ModelConfig."""
-    if isinstance(architecture, str):
-        return ModelConfig.from_preset(architecture)
-    return ModelConfig(**architecture)
-
-
-def count_devices(devices, source: str) -> int | None:
-    """Lightning's ``trainer.devices``: an int, a digit string, a list of ids, or "auto" (None: unknown)."""
-    if devices in (None, "auto"):
-        return None
-    if isinstance(devices, (list, tuple)):
-        return len(devices)
-    if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()):
-        return int(devices)
-    raise ValueError(f"{source}: cannot read trainer.devices={devices!r}; use a number of devices")
-
-
-def strategy_name(strategy) -> str:
-    """trainer.strategy as fit's parser leaves it (a registered name or a class_path mapping), lower case."""
-    name = strategy.get("class_path", "") if isinstance(strategy, dict) else str(strategy or "auto")
-    return name.rsplit(".", 1)[-1].lower()
-
-
-def planned_setup(spec: RunSpec, num_gpus: int) -> str | None:
-    """The memory table's row the YAML's trainer.strategy runs as (None: a preset, or a strategy it does not model)."""
-    name = spec.strategy
-    if name is None:
-        return None
-    if "fsdp" in name or "modelparallel" in name.replace("_", ""):
-        setup = "fsdp"
-    elif name.startswith("ddp"):
-        setup = "ddp"
-    elif name in ("auto", "single_device", "singledevicestrategy"):
-        setup = "single" if num_gpus == 1 else "ddp"  # what Lightning's "auto" picks for these devices
-    else:
-        return None
-    return f"{setup}+ckpt" if spec.activation_checkpointing else setup
 
 
 def check_yaml(path: str) -> str:
@@ -134,48 +51,13 @@ def read_experiment(config: str | list[str]) -> RunSpec:
     items = [config] if isinstance(config, str) else list(config)
     args = [arg for item in items for arg in ((item,) if item.startswith("--") else ("--config", check_yaml(item)))]
     paths = [item for item in items if not item.startswith("--")]
-    source = " + ".join(paths) or "the experiment"
     from lit_llm.train.cli import parse_experiment  # imports Lightning: only when an experiment is planned
 
     try:
         parsed = parse_experiment(args)
     except ValueError as err:
-        raise ValueError(f"{source}: {err}") from None
-    trainer, model, data = parsed["trainer"], parsed["model"], parsed["data"]
-    data_dir = data["data_dir"] or next((entry["path"] for entry in data["sources"] or []), None)
-    config, note = resolve_vocab(model_config_from(model["architecture"]), data_dir)
-    devices = count_devices(trainer["devices"], source)
-    micro_batch_size = data["batch_size"]
-    max_steps = trainer["max_steps"]
-    return RunSpec(
-        name=" + ".join(Path(path).stem for path in paths) or "experiment",
-        config=config,
-        seq_len=data["seq_len"] or config.block_size,
-        precision=resolve_precision(trainer["precision"] or "32-true"),  # Lightning's default when none is set
-        micro_batch_size=micro_batch_size,
-        num_gpus=devices * trainer["num_nodes"] if devices else None,
-        max_steps=max_steps if max_steps and max_steps > 0 else None,  # Lightning's -1 means "no step limit"
-        sequences_per_step=model["global_batch_size"],
-        sequences_per_gpu_step=micro_batch_size * trainer["accumulate_grad_batches"] if micro_batch_size else None,
-        strategy=strategy_name(trainer["strategy"]),
-        activation_checkpointing=model["activation_checkpointing"],
-        note=note,
-    )
-
-
-def preset_spec(preset: str, precision: str) -> RunSpec:
-    config, note = resolve_vocab(ModelConfig.from_preset(preset), None)
-    return RunSpec(
-        name=preset, config=config, seq_len=config.block_size, precision=resolve_precision(precision), note=note
-    )
-
-
-def planned_tokens(spec: RunSpec, num_gpus: int, seq_len: int) -> float | None:
-    """max_steps × global batch × seq_len, the global batch following the GPU count unless the YAML fixes it."""
-    if not spec.max_steps or not (spec.sequences_per_step or spec.sequences_per_gpu_step):
-        return None
-    sequences = spec.sequences_per_step or spec.sequences_per_gpu_step * num_gpus
-    return spec.max_steps * sequences * seq_len
+        raise ValueError(f"{experiment_source(paths)}: {err}") from None
+    return RunSpec.from_experiment(parsed, paths)
 
 
 def parse_mfu(mfu: str) -> float | None:
@@ -191,15 +73,6 @@ def parse_mfu(mfu: str) -> float | None:
             f"--mfu must be a fraction in (0, 1] such as 0.4 (not a percentage), or 'measure'; got {mfu!r}"
         )
     return value
-
-
-# ---------------------------------------------------------------- compute, time, cost
-
-
-# ---------------------------------------------------------------- memory
-
-
-# ---------------------------------------------------------------- measured MFU
 
 
 # ---------------------------------------------------------------- formatting
@@ -243,11 +116,13 @@ def format_report(r: dict) -> str:
             f"{s['activations_gb']:>9.2f}{s['memory_per_gpu_gb']:>9.2f}  {'yes' if s['fits'] else 'no':<4}  "
             f"{s['max_micro_batch_size']}" + ("  <- planned" if name == planned else "")
         )
-    lines += ["", recommendation_line(memory["recommendation"], r)]
+    lines += ["", recommendation_line(memory, r)]
     return "\n".join(lines)
 
 
-def recommendation_line(rec: dict | None, r: dict) -> str:
+def recommendation_line(memory: dict, r: dict) -> str:
+    """The planned setup when it fits (and a cheaper one that also does), else the cheapest that fits."""
+    rec, planned = memory["recommendation"], r["planned_setup"]
     if rec is None and r["num_gpus"] == 1:
         return (
             f"Recommendation: does not fit on one {r['gpu']} even with activation checkpointing at micro-batch 1; "
@@ -258,32 +133,46 @@ def recommendation_line(rec: dict | None, r: dict) -> str:
             f"Recommendation: does not fit on {r['num_gpus']} × {r['gpu']} even with FSDP + activation checkpointing "
             "at micro-batch 1; use more GPUs or a larger card."
         )
-    checkpointing = (
-        " + activation checkpointing (recomputes the forward: ~33% more compute than planned above)"
-        if rec["activation_checkpointing"]
-        else ""
+    recompute = "recomputes the forward: ~33% more compute than planned above"
+    if planned != setup_name(rec["strategy"], rec["activation_checkpointing"]):
+        checkpointing = f" + activation checkpointing ({recompute})" if rec["activation_checkpointing"] else ""
+        line = f"Recommendation: {rec['strategy']}{checkpointing}, {batch_text(rec)}."
+        return line + (f" The planned {planned} does not fit even at micro-batch 1." if planned else "")
+    line = f"Recommendation: {planned} as planned, {batch_text(rec)}" + (
+        f" (activation checkpointing {recompute})." if rec["activation_checkpointing"] else "."
     )
-    line = f"Recommendation: {rec['strategy']}{checkpointing}, micro-batch {rec['micro_batch_size']}"
+    alternative = memory["alternative"]
+    if alternative is None:
+        return line
+    name = setup_name(alternative["strategy"], alternative["activation_checkpointing"])
+    drops_checkpointing = rec["activation_checkpointing"] and not alternative["activation_checkpointing"]
+    saving = "no recomputed forward" if drops_checkpointing else "less communication"
+    return f"{line} Also fits, cheaper: {name}, {batch_text(alternative)} ({saving})."
+
+
+def batch_text(rec: dict) -> str:
+    text = f"micro-batch {rec['micro_batch_size']}"
     if rec["accumulate_grad_batches"] > 1:
-        line += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
-    return line + "."
+        text += f" with accumulate_grad_batches {rec['accumulate_grad_batches']} to keep the planned global batch"
+    return text
 
 
 # ---------------------------------------------------------------- entry points
 
 
-def validate(
-    config: ModelConfig, num_gpus: int, micro_batch_size: int | None, seq_len: int, tokens: float | None, price: float
-) -> None:
-    if num_gpus < 1:
-        raise ValueError(f"--num_gpus must be at least 1, got {num_gpus}")
-    if micro_batch_size is not None and micro_batch_size < 1:
+def validate(spec: RunSpec, tokens: float | None, price: float) -> None:
+    """The planned run's numbers, named by the option that sets them (or the YAML key behind it)."""
+    if spec.num_gpus < 1:
+        raise ValueError(f"--num_gpus must be at least 1, got {spec.num_gpus}")
+    if spec.micro_batch_size is not None and spec.micro_batch_size < 1:
         raise ValueError(
-            f"--micro_batch_size must be at least 1, got {micro_batch_size}; "
+            f"--micro_batch_size must be at least 1, got {spec.micro_batch_size}; "
             "or leave it out to get the largest that fits"
         )
-    if not 1 <= seq_len <= config.block_size:
-        raise ValueError(f"--seq_len {seq_len} must be between 1 and the model's block_size {config.block_size}")
+    if not 1 <= spec.seq_len <= spec.config.block_size:
+        raise ValueError(
+            f"--seq_len {spec.seq_len} must be between 1 and the model's block_size {spec.config.block_size}"
+        )
     if tokens is not None and not tokens > 0:
         raise ValueError(f"--tokens must be positive, got {tokens}; e.g. --tokens 10e9")
     if price < 0:
@@ -318,12 +207,12 @@ def plan(
             (later ones win, e.g. --config experiments/X.yaml --config experiments/trainer/fsdp2.yaml) and add
             fit's dotted overrides (--trainer.max_steps 100). Its max_steps, batch sizes, devices, precision
             and seq_len set the plan. Give this or --preset.
-        preset: Model preset to plan instead of a YAML: one of the names in lit_llm.model.model.presets.PRESETS.
+        preset: Model preset to plan instead of a YAML: one of the names in lit_llm.model.presets.PRESETS.
         tokens: Training tokens, e.g. 10e9. Overrides the YAML's max_steps × global batch × seq_len.
             Default: compute-optimal, 20 tokens per parameter.
         gpu: Accelerator name from lit_llm.planning.hardware (e.g. a100-80gb, h100-sxm, l4).
-        num_gpus: Number of GPUs in the run, all nodes together. Overrides the YAML's devices × num_nodes
-            unless left at 1.
+        num_gpus: Number of GPUs in the run, all nodes together. Overrides the YAML's devices × num_nodes.
+            Default: the YAML's ("auto" counts as 1), else 1.
         mfu: Model FLOPs utilization as a fraction of the GPU's dense bf16 peak (e.g. 0.4), or "measure" to
             time a few training steps of this model on this machine's GPU.
         price_per_gpu_hour: Price of one GPU-hour in dollars.
@@ -357,39 +246,18 @@ def plan(
         spec = RunSpec("compute-optimal", optimum.pop("config"), law.seq_len, resolve_precision(precision))
         tokens = optimum["tokens"]
     else:
-        spec = read_experiment(config) if config is not None else preset_spec(preset, precision)
-    num_gpus = (spec.num_gpus or 1) if num_gpus is None else num_gpus  # the command line wins over the YAML
-    micro_batch_size = spec.micro_batch_size if micro_batch_size is None else micro_batch_size
-    seq_len = spec.seq_len if seq_len is None else seq_len
-    validate(spec.config, num_gpus, micro_batch_size, seq_len, tokens, price_per_gpu_hour)
-
-    model = spec.config
-    planned = tokens or planned_tokens(spec, num_gpus, seq_len)
-    memory = memory_plan(model, accelerator, num_gpus, micro_batch_size, seq_len, spec.precision)
-    mfu_value = given_mfu or measure_mfu(model, memory["micro_batch_size"], seq_len, spec.precision)
-    estimate = compute_estimate(model, planned or CHINCHILLA_TOKENS_PER_PARAM * model.num_params(), seq_len)
-    result = {
-        "name": spec.name,
-        "note": spec.note,
-        "gpu": accelerator.name,
-        "peak_tflops": accelerator.bf16_tflops,
-        "gpu_memory_gb": accelerator.memory_gb,
-        "num_gpus": num_gpus,
-        "precision": spec.precision,
-        "seq_len": seq_len,
-        "mfu": mfu_value,
-        "mfu_source": "given" if given_mfu else "measured",
-        "price_per_gpu_hour": price_per_gpu_hour,
-        "tokens_defaulted": planned is None,
-        "planned_setup": planned_setup(spec, num_gpus),
-        **estimate,
-        **time_and_cost(
-            estimate["flops_per_token"], estimate["tokens"], accelerator, num_gpus, mfu_value, price_per_gpu_hour
-        ),
-        "memory": memory,
-        "memory_per_gpu_gb": {name: s["memory_per_gpu_gb"] for name, s in memory["strategies"].items()},
-        **law_predictions(law, model, estimate["tokens"], optimum),
-    }
+        spec = read_experiment(config) if config is not None else RunSpec.from_preset(preset, precision)
+    spec = spec.overridden(num_gpus=num_gpus, micro_batch_size=micro_batch_size, seq_len=seq_len)
+    validate(spec, tokens, price_per_gpu_hour)
+    result = plan_run(
+        spec,
+        accelerator,
+        tokens=tokens,
+        mfu=given_mfu,
+        price_per_gpu_hour=price_per_gpu_hour,
+        law=law,
+        compute_optimal=optimum,
+    )
     print(jsonlib.dumps(result, indent=2) if json else format_report(result) + law_lines(result))
     return result
 

@@ -1,9 +1,9 @@
-"""`lit-llm plan --scaling_law DIR/ladder.json`: what the ladder's law predicts for a planned run, and the
-compute-optimal run of a budget (``--budget_flops``, ``--budget_gpu_hours`` or ``--budget_usd``)."""
+"""`lit-llm plan --scaling_law DIR/ladder.json`: the options that load the ladder's law and size the compute-optimal
+run of a budget (``--budget_flops``, ``--budget_gpu_hours`` or ``--budget_usd``), and the report's lines on what the
+law predicts (``lit_llm.planning.experiment.plan_run`` adds the predictions)."""
 
 from __future__ import annotations
 
-from lit_llm.model.config import ModelConfig
 from lit_llm.planning.estimate import human
 from lit_llm.planning.hardware import Accelerator
 from lit_llm.planning.scaling import LadderLaw, budget_to_flops
@@ -32,13 +32,6 @@ def compute_optimal_run(
     )
     config, optimum = law.optimum(flops)
     return law, {**optimum, "config": config}
-
-
-def law_predictions(law: LadderLaw | None, config: ModelConfig, tokens: float, optimum: dict | None) -> dict:
-    """The keys `plan --json` gains: predicted_val_loss (+ interval, bits per byte) and compute_optimal."""
-    if law is None:
-        return {}
-    return {**law.predict(config, tokens), "scaling_law": law.source, "compute_optimal": optimum}
 
 
 def law_lines(result: dict) -> str:

@@ -24,6 +24,9 @@ LOSS_BYTES = 4  # logits are upcast to fp32 for the cross-entropy, whatever the 
 GB = 1e9  # vendors' GB, the unit of lit_llm.planning.hardware's memory column
 
 
+STRATEGIES = ("single", "ddp", "fsdp")  # in order of cost: no communication, an all-reduce, gathers + reduce-scatters
+
+
 @dataclass(frozen=True)
 class Memory:
     """Peak bytes per GPU of one training setup. Gradients and activations are summed although backward frees
@@ -148,49 +151,67 @@ def max_micro_batch_size(
     return max(0, int((budget - states) // per_sequence))
 
 
-def setups(num_gpus: int) -> list[tuple[str, bool]]:
-    """(strategy, checkpointing) in order of preference: no sharding or recomputation unless needed.
-    Checkpointing costs about a third more compute (the forward runs twice), so plain FSDP comes before it."""
-    if num_gpus == 1:
-        return [("single", False), ("single", True)]
-    return [("ddp", False), ("fsdp", False), ("ddp", True), ("fsdp", True)]
-
-
 def setup_name(strategy: str, checkpointing: bool) -> str:
     return f"{strategy}+ckpt" if checkpointing else strategy
 
 
-def recommend(capacity: dict[str, int], num_gpus: int, micro_batch_size: int | None) -> dict | None:
-    """The first setup (in order of preference) where the planned micro-batch fits. Failing that, the first where
-    any fits, at the largest divisor of the planned micro-batch that does, so that gradient accumulation keeps the
-    global batch exact (with no plan: the largest power of two that fits)."""
-    options = [(strategy, ckpt, capacity[setup_name(strategy, ckpt)]) for strategy, ckpt in setups(num_gpus)]
-    for strategy, ckpt, largest in options:
-        if micro_batch_size is not None and largest >= micro_batch_size:
-            return {
-                "strategy": strategy,
-                "activation_checkpointing": ckpt,
-                "micro_batch_size": micro_batch_size,
-                "accumulate_grad_batches": 1,
-            }
-    for strategy, ckpt, largest in options:
-        if largest < 1:
-            continue
-        if micro_batch_size is None:
-            return {
-                "strategy": strategy,
-                "activation_checkpointing": ckpt,
-                "micro_batch_size": 2 ** int(math.log2(largest)),
-                "accumulate_grad_batches": 1,
-            }
-        fitting = max(k for k in range(1, largest + 1) if micro_batch_size % k == 0)
-        return {
-            "strategy": strategy,
-            "activation_checkpointing": ckpt,
-            "micro_batch_size": fitting,
-            "accumulate_grad_batches": micro_batch_size // fitting,
-        }
-    return None
+def setup_cost(name: str) -> tuple[bool, int]:
+    """Checkpointing costs about a third more compute (the forward runs twice), more than any communication, so it
+    ranks first: plain FSDP is cheaper than DDP + checkpointing."""
+    strategy, _, checkpointing = name.partition("+")
+    return bool(checkpointing), STRATEGIES.index(strategy)
+
+
+def setups(num_gpus: int) -> list[str]:
+    """The setups that use ``num_gpus``, cheapest first: no sharding or recomputation unless needed."""
+    usable = ("single",) if num_gpus == 1 else ("ddp", "fsdp")
+    return sorted((setup_name(s, c) for s in usable for c in (False, True)), key=setup_cost)
+
+
+def as_run(name: str, micro_batch_size: int, accumulate_grad_batches: int) -> dict:
+    strategy, _, checkpointing = name.partition("+")
+    return {
+        "strategy": strategy,
+        "activation_checkpointing": bool(checkpointing),
+        "micro_batch_size": micro_batch_size,
+        "accumulate_grad_batches": accumulate_grad_batches,
+    }
+
+
+def fitted_run(name: str, largest: int, micro_batch_size: int | None) -> dict | None:
+    """Setup ``name`` (whose largest micro-batch is ``largest``) at the planned micro-batch, else at its largest
+    divisor that fits, so that gradient accumulation keeps the global batch exact; with no plan, at the largest
+    power of two that fits. None when not even one sequence fits."""
+    if largest < 1:
+        return None
+    if micro_batch_size is None:
+        return as_run(name, 2 ** int(math.log2(largest)), 1)
+    fitting = max(k for k in range(1, min(largest, micro_batch_size) + 1) if micro_batch_size % k == 0)
+    return as_run(name, fitting, micro_batch_size // fitting)
+
+
+def recommend(
+    capacity: dict[str, int], num_gpus: int, micro_batch_size: int | None, planned: str | None = None
+) -> tuple[dict | None, dict | None]:
+    """The recommended run and a cheaper alternative. A planned setup that fits at all is kept (the YAML chose it),
+    with the cheapest setup that also fits its micro-batch as the alternative. Otherwise the cheapest setup where
+    the planned micro-batch fits whole, failing that the cheapest where any fits (see ``fitted_run``)."""
+    if planned is not None and capacity[planned] >= 1:
+        chosen = fitted_run(planned, capacity[planned], micro_batch_size)
+        cheaper = (
+            name
+            for name in setups(num_gpus)
+            if setup_cost(name) < setup_cost(planned) and capacity[name] >= chosen["micro_batch_size"]
+        )
+        alternative = next(cheaper, None)
+        if alternative is None:
+            return chosen, None
+        return chosen, as_run(alternative, chosen["micro_batch_size"], chosen["accumulate_grad_batches"])
+    preferred = setups(num_gpus)
+    if micro_batch_size is not None:  # where the planned micro-batch fits whole, if anywhere
+        preferred = [name for name in preferred if capacity[name] >= micro_batch_size] or preferred
+    runs = (fitted_run(name, capacity[name], micro_batch_size) for name in preferred)
+    return next((run for run in runs if run is not None), None), None
 
 
 def memory_plan(
@@ -200,14 +221,17 @@ def memory_plan(
     micro_batch_size: int | None,
     seq_len: int,
     precision: str,
+    planned: str | None = None,
 ) -> dict:
+    """Every setup's memory per GPU and largest micro-batch, and the recommendation (``recommend``) for the
+    ``planned`` setup name (None: no set-up chosen yet)."""
     budget = memory_budget(accelerator)
-    all_setups = [(s, c) for s in ("single", "ddp", "fsdp") for c in (False, True)]
+    all_setups = [(s, c) for s in STRATEGIES for c in (False, True)]
     capacity = {
         setup_name(s, c): max_micro_batch_size(config, s, num_gpus, seq_len, precision, c, budget)
         for s, c in all_setups
     }
-    recommendation = recommend(capacity, num_gpus, micro_batch_size)
+    recommendation, alternative = recommend(capacity, num_gpus, micro_batch_size, planned)
     shown_batch = micro_batch_size or (recommendation["micro_batch_size"] if recommendation else 1)
     strategies = {}
     for strategy, ckpt in all_setups:
@@ -226,4 +250,5 @@ def memory_plan(
         "micro_batch_size": shown_batch,
         "strategies": strategies,
         "recommendation": recommendation,
+        "alternative": alternative,
     }

@@ -327,14 +327,19 @@ class LadderLaw:
         if not fit.get("parametric"):
             notes = "; ".join(fit.get("notes", [])) or "no fit in it"
             raise ValueError(f"{path} holds no parametric law ({notes}); finish more ladder runs and rerun --fit_only")
+        return cls.from_summary(summary, str(path))
+
+    @classmethod
+    def from_summary(cls, summary: dict, source: str) -> LadderLaw:
+        """The law of a ladder.json's content (``lit_llm.planning.ladder.ladder_summary``) that has one."""
         return cls(
-            law=ParametricLaw.from_dict(fit["parametric"]),
+            law=ParametricLaw.from_dict(summary["fit"]["parametric"]),
             family=ModelFamily(**summary["family"]),
             vocab_size=summary["vocab_size"],
             seq_len=summary["seq_len"],
-            params_count=fit.get("params", "total"),
+            params_count=summary["fit"].get("params", "total"),
             bits_per_byte_per_nat=summary["bits_per_byte_per_nat"],
-            source=str(path),
+            source=source,
         )
 
     def predict(self, config: ModelConfig, tokens: float) -> dict:
