@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lit_llm.checkpoint.files import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.errors import one_line
 from lit_llm.train.callbacks import RunCheckpoint
-from lit_llm.train.console import RunLine, quiet_lightning
+from lit_llm.train.console import console_callbacks, quiet_lightning
 from lit_llm.train.records import (
     SECTIONS,
     RecordingSaveConfig,
@@ -77,6 +77,16 @@ class LitLLMCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": trainer.default_root_dir or "checkpoints/run", "name": "", "version": ""},
             }
+
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer, with lit-llm's console: the run line, and its model line and progress bar where Lightning
+        would add its own."""
+        trainer = self.config_init[self.subcommand].trainer
+        callbacks = trainer.callbacks or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        ours = console_callbacks(callbacks, trainer.enable_progress_bar, trainer.enable_model_summary)
+        trainer.callbacks = [*callbacks, *ours]
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         """The same command line starts a run and resumes it. The run folder is locked for this process
@@ -181,7 +191,6 @@ def run(args: list[str] | None) -> None:
                 "check_val_every_n_epoch": None,
                 "default_root_dir": "checkpoints/run",
                 "plugins": [{"class_path": "lit_llm.train.callbacks.AtomicCheckpointIO"}],
-                "callbacks": [RunLine()],
             },
             parser_kwargs={
                 "prog": "lit-llm",

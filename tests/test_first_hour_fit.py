@@ -1,0 +1,110 @@
+"""What a new user sees of `lit-llm fit` in the first hour: one progress bar over the run's steps (not per
+epoch) with tokens/s and the latest val loss, and a model line with real FLOPs."""
+
+import contextlib
+import io
+import logging
+import re
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_llm.checkpoint.load import load_checkpoint
+from lit_llm.cli import main
+from lit_llm.planning.estimate import human
+from tests.conftest import fit_args
+
+# An epoch of small_dataset is 20 steps at batch 4: 24 steps cross an epoch boundary.
+TINY = {
+    "model.architecture.n_layer": 1, "model.architecture.n_embd": 32, "model.architecture.block_size": 32,
+    "data.batch_size": 4, "trainer.limit_val_batches": 1, "trainer.log_every_n_steps": 2,
+    "model.warmup_steps": 0, "trainer.val_check_interval": 8, "trainer.max_steps": 24,
+}  # fmt: skip
+SHOWN = {"trainer.enable_progress_bar": True, "trainer.enable_model_summary": True}
+
+
+def fit(*args: str) -> str:
+    """`lit-llm fit` in this process: what it printed on stdout (the bar included) and logged (the summary)."""
+    out, records = io.StringIO(), []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out):
+            main(list(args))
+    finally:
+        lightning_log.removeHandler(handler)
+    return out.getvalue().replace("\r", "\n") + "\n".join(records)
+
+
+def val_losses(run_dir) -> list[float]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [e.value for e in events.Scalars("val/loss")]
+
+
+@pytest.fixture(scope="module")
+def finished(small_dataset, tmp_path_factory) -> dict:
+    """A 24-step run with the bar and model line shown."""
+    run_dir = tmp_path_factory.mktemp("first-hour") / "run"
+    command = fit_args(small_dataset, run_dir, {**TINY, **SHOWN})
+    return {"run_dir": run_dir, "first": fit(*command), "data": small_dataset}
+
+
+def test_one_bar_counts_steps_of_max_steps_across_epochs_with_tokens_per_sec_and_val_loss(finished):
+    output = finished["first"]
+    assert "step 24/24" in output and "step 21/24" in output  # past the epoch's end (20 steps), the same bar
+    assert "Epoch" not in output
+    final_val = val_losses(finished["run_dir"])[-1]
+    last_bar = [line for line in output.splitlines() if line.startswith("step 24/24")][-1]
+    assert f"val={final_val:.4f}" in last_bar and re.search(r"tok/s=[\d,]+", last_bar) and "loss=" in last_bar
+
+
+def test_model_line_counts_flops_instead_of_lightnings_zero(finished):
+    output = finished["first"]
+    config = load_checkpoint(finished["run_dir"])[0].config
+    tokens = 24 * 4 * 32  # steps × sequences × tokens
+    line = next(line for line in output.splitlines() if line.startswith("model: "))
+    assert line.startswith(f"model: {human(config.num_params())} parameters")
+    assert f"training FLOPs {config.flops_per_token(32) * tokens:.3g} for {human(tokens)} tokens" in line
+    assert "Total FLOPs" not in output and "FLOPs: 0" not in output
+
+
+def test_the_bar_reads_nothing_from_the_device_between_logging_steps(byte_dataset, tmp_path, monkeypatch):
+    """The bar refreshes every step: it shows host numbers only (tests/test_module.py counts the reads)."""
+    import lightning as L
+
+    from lit_llm.train.console import StepProgressBar
+    from lit_llm.train.datamodule import TokenDataModule
+    from lit_llm.train.module import LitLLM
+    from tests.test_module import SMALL, CountDeviceReads
+
+    counter, bar = CountDeviceReads(monkeypatch), StepProgressBar()
+    shown = []
+    monkeypatch.setattr(bar, "get_metrics", lambda *args: shown.append(StepProgressBar.get_metrics(bar, *args)) or {})
+    trainer = L.Trainer(
+        max_steps=12,
+        accelerator="cpu",
+        callbacks=[counter, bar],
+        default_root_dir=tmp_path,
+        log_every_n_steps=5,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(LitLLM(SMALL, sample_tokens=0), datamodule=TokenDataModule(str(byte_dataset), batch_size=4))
+    assert counter.reads == []
+    assert "tok/s" in shown[-1] and "loss" in shown[-1]
+
+
+def test_a_users_own_progress_bar_or_summary_replaces_lit_llms_and_false_turns_them_off():
+    from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+
+    from lit_llm.train.console import ModelLine, RunLine, StepProgressBar, console_callbacks
+
+    kinds = lambda callbacks: [type(c) for c in callbacks]  # noqa: E731
+    assert kinds(console_callbacks([], None, None)) == [RunLine, ModelLine, StepProgressBar]
+    assert kinds(console_callbacks([], False, False)) == [RunLine]  # the run line always: it refuses endless runs
+    assert kinds(console_callbacks([TQDMProgressBar(), ModelSummary()], True, True)) == [RunLine]
