@@ -1,5 +1,6 @@
 """What a new user sees of `lit-llm fit` in the first hour: one progress bar over the run's steps (not per
-epoch) with tokens/s and the latest val loss, and a model line with real FLOPs."""
+epoch) with tokens/s and the latest val loss, a model line with real FLOPs, and an end summary naming the final
+val loss and the best checkpoint."""
 
 import contextlib
 import io
@@ -69,6 +70,14 @@ def test_model_line_counts_flops_instead_of_lightnings_zero(finished):
     assert line.startswith(f"model: {human(config.num_params())} parameters")
     assert f"training FLOPs {config.flops_per_token(32) * tokens:.3g} for {human(tokens)} tokens" in line
     assert "Total FLOPs" not in output and "FLOPs: 0" not in output
+
+
+def test_end_summary_names_the_final_val_loss_and_the_best_checkpoint(finished):
+    output, run_dir = finished["first"], finished["run_dir"]
+    val = val_losses(run_dir)
+    assert len(val) == 3  # steps 8, 16, 24
+    assert f"  val loss        {val[-1]:.4f} at step 24" in output
+    assert f"  best checkpoint {run_dir / 'checkpoints' / 'best.ckpt'} (val {min(val):.4f})" in output
 
 
 def test_the_bar_reads_nothing_from_the_device_between_logging_steps(byte_dataset, tmp_path, monkeypatch):

@@ -95,9 +95,28 @@ class Throughput(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = time.perf_counter() - self.run_start
         seq_len = self.seq_len or pl_module.config.block_size  # block_size: no batch was trained
-        rank_zero_info(
-            run_cost_summary(pl_module.config, self.run_tokens, seconds, trainer.world_size, seq_len, self.accelerator)
+        val_loss = trainer.callback_metrics.get("val/loss")  # the final validation's: every run ends with one
+        summary = run_cost_summary(
+            pl_module.config,
+            self.run_tokens,
+            seconds,
+            trainer.world_size,
+            seq_len,
+            self.accelerator,
+            step=trainer.global_step,
+            val_loss=None if val_loss is None else float(val_loss),
+            best_checkpoint=best_checkpoint(trainer),
         )
+        rank_zero_info(summary)
+
+
+def best_checkpoint(trainer: L.Trainer) -> tuple[str, float] | None:
+    """best.ckpt's path and val loss, from the callback that keeps it (LitLLM's, by val/loss); None before
+    the first validation or without it."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor == "val/loss" and callback.best_model_path:
+            return callback.best_model_path, float(callback.best_model_score)
+    return None
 
 
 def eager_mode():

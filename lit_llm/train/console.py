@@ -14,7 +14,7 @@ from lit_llm.planning.estimate import human
 from lit_llm.train.callbacks import Throughput
 
 # Lightning's start-up lines that the run line replaces (the device, the seed), that repeat the user's own
-# setting back, or that advertise a service.
+# setting back (the end summary names the final step), or that advertise a service.
 BANNERS = (
     "GPU available:",
     "TPU available:",
@@ -22,6 +22,7 @@ BANNERS = (
     "💡 Tip:",
     "Seed set to",
     "`Trainer(limit_",
+    "`Trainer.fit` stopped: `max_steps=",
     "Trainer already configured with model summary callbacks",  # lit-llm's ModelLine, or the user's own
 )
 BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
