@@ -1,6 +1,6 @@
 """What a new user sees of `lit-llm fit` in the first hour: one progress bar over the run's steps (not per
-epoch) with tokens/s and the latest val loss, a model line with real FLOPs, and an end summary naming the final
-val loss and the best checkpoint."""
+epoch) with tokens/s and the latest val loss, a model line with real FLOPs, an end summary naming the final
+val loss and the best checkpoint, and a rerun of a finished run that says so in one line."""
 
 import contextlib
 import io
@@ -47,10 +47,12 @@ def val_losses(run_dir) -> list[float]:
 
 @pytest.fixture(scope="module")
 def finished(small_dataset, tmp_path_factory) -> dict:
-    """A 24-step run with the bar and model line shown."""
+    """A 24-step run with the bar and model line shown, then the same command again."""
     run_dir = tmp_path_factory.mktemp("first-hour") / "run"
     command = fit_args(small_dataset, run_dir, {**TINY, **SHOWN})
-    return {"run_dir": run_dir, "first": fit(*command), "data": small_dataset}
+    first = fit(*command)
+    rerun = fit(*command)
+    return {"run_dir": run_dir, "first": first, "rerun": rerun, "data": small_dataset}
 
 
 def test_one_bar_counts_steps_of_max_steps_across_epochs_with_tokens_per_sec_and_val_loss(finished):
@@ -78,6 +80,21 @@ def test_end_summary_names_the_final_val_loss_and_the_best_checkpoint(finished):
     assert len(val) == 3  # steps 8, 16, 24
     assert f"  val loss        {val[-1]:.4f} at step 24" in output
     assert f"  best checkpoint {run_dir / 'checkpoints' / 'best.ckpt'} (val {min(val):.4f})" in output
+
+
+def test_a_finished_run_run_again_says_so_in_one_line_and_trains_nothing(finished):
+    run_dir = finished["run_dir"]
+    assert finished["rerun"].strip() == f"run finished at step 24 (val {val_losses(run_dir)[-1]:.4f}); nothing to do"
+    assert not (run_dir / "config-resume-1.yaml").exists()  # Lightning's fit never started
+
+
+def test_a_raised_max_steps_is_not_finished_but_a_changed_setting(finished):
+    longer = fit_args(finished["data"], finished["run_dir"], {**TINY, **SHOWN, "trainer.max_steps": 30})
+    with pytest.raises(SystemExit, match="trainer.max_steps 24 in the checkpoint, 30 now"):
+        main(longer)
+    output = fit(*longer, "--resume_with_changes")
+    assert "step 30/30" in output and "step 25/30" in output
+    assert "step 1/30" not in output  # the bar counts on from the resumed step
 
 
 def test_the_bar_reads_nothing_from_the_device_between_logging_steps(byte_dataset, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """LightningCLI for `lit-llm fit` and `lit-llm validate`: the experiment YAML's trainer, model, data and
 checkpoint sections, the TensorBoard run folder, and what keeps a run folder one run: its lock, resuming
-its newest checkpoint, and the refusals to mix in another model, tokenizer or changed settings."""
+its newest checkpoint (or saying a finished run has nothing to do), and the refusals to mix in another model,
+tokenizer or changed settings."""
 
 from __future__ import annotations
 
@@ -93,12 +94,13 @@ class LitLLMCLI(LightningCLI):
         first; then, without --ckpt_path (or with `last`), a folder holding checkpoints resumes from the
         newest complete one, whatever wrote it (a periodic or final save, a signal, a SLURM requeue, a kill
         mid-save), and a folder holding anything else is refused. A resume must continue the same run:
-        same model, same tokenizer, and the same settings unless --resume_with_changes."""
+        same model, same tokenizer, and the same settings unless --resume_with_changes. A run that already
+        reached trainer.max_steps says so and stops (NothingToDo)."""
         run_dir = Path(self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
             RUN_LOCKS.append(RunFolderLock(run_dir))
             RUN_LOCKS[-1].acquire()
-        checkpoint = self.checkpoint_to_resume(run_dir)
+        resume = self.checkpoint_to_resume(run_dir)
         config = self.config.fit.as_dict()
         settings = resume_settings(
             {k: v for k, v in config.items() if k in SECTIONS},
@@ -106,31 +108,32 @@ class LitLLMCLI(LightningCLI):
             self.datamodule.identities,
         )
         self.model.resume_settings = settings  # stored in every checkpoint, compared when it is resumed
-        if checkpoint is not None:
-            self.check_same_run(checkpoint, settings, run_dir)
+        if resume is not None:
+            self.check_same_run(*resume, settings, run_dir)
         elif self.trainer.is_global_zero and isinstance(self.trainer.logger, TensorBoardLogger):
             write_hparams(self.trainer.logger, {k: v for k, v in config.items() if k in SECTIONS})
         save_config = next(c for c in self.trainer.callbacks if isinstance(c, RecordingSaveConfig))
-        save_config.config_filename = config_filename(run_dir, resuming=checkpoint is not None)
+        save_config.config_filename = config_filename(run_dir, resuming=resume is not None)
 
-    def checkpoint_to_resume(self, run_dir: Path) -> Path | None:
-        """The checkpoint this fit continues: --ckpt_path, else the run folder's newest (None: a new run,
-        which needs an empty folder)."""
+    def checkpoint_to_resume(self, run_dir: Path) -> tuple[Path, int | None] | None:
+        """The checkpoint this fit continues and, when it is the run folder's newest, its step: --ckpt_path
+        (step None), else the run folder's newest (None: a new run, which needs an empty folder)."""
         ckpt_path = self.config_init.fit.ckpt_path
         if ckpt_path not in (None, "last"):
-            return Path(ckpt_path)
+            return Path(ckpt_path), None
         folder = self.config.fit.checkpoint.dirpath
         newest = newest_checkpoint(run_dir, Path(folder) if folder else None)
         if newest is None:
             if self.trainer.is_global_zero:  # other ranks start once rank 0 has begun writing the folder
                 check_nothing_to_overwrite(run_dir, [Path(str(p)) for p in self.config.fit.get("config") or []])
             return None
-        path, step = newest
-        print(f"resuming {run_dir} from {path} (step {step})", flush=True)
-        self.config_init.fit.ckpt_path = str(path)
-        return path
+        self.config_init.fit.ckpt_path = str(newest[0])
+        return newest
 
-    def check_same_run(self, checkpoint: Path, settings: dict, run_dir: Path) -> None:
+    def check_same_run(self, checkpoint: Path, step: int | None, settings: dict, run_dir: Path) -> None:
+        """The model and tokenizer first (a folder holding another model's run is not this run, finished or
+        not), then whether the folder's run is finished (nothing would apply a changed setting), then the
+        settings. A raised trainer.max_steps is a changed setting, not a finished run."""
         saved = checkpoint_header(checkpoint).get(CHECKPOINT_KEY, {})
         check_same_model(saved.get("model_config", {}), self.model.architecture.to_dict(), run_dir)
         if "tokenizer" in saved and saved["tokenizer"] != self.datamodule.tokenizer.to_json():
@@ -139,6 +142,9 @@ class LitLLMCLI(LightningCLI):
                 "tokenizer.json (was the dataset prepared again?); resume with the data it was trained on, or start "
                 "a new run in another --trainer.default_root_dir"
             )
+        if step is not None:  # the run folder's own newest checkpoint
+            self.stop_if_finished(step)
+            print(f"resuming {run_dir} from {checkpoint} (step {step})", flush=True)
         changes = changed_settings(saved.get("resume_settings", {}), settings)
         if changes and not self.config.fit.resume_with_changes:
             raise ValueError(
@@ -148,8 +154,40 @@ class LitLLMCLI(LightningCLI):
         if changes:
             print(f"resuming with changes (--resume_with_changes): {'; '.join(changes)}", flush=True)
 
+    def stop_if_finished(self, step: int) -> None:
+        """A run at trainer.max_steps (or past a lowered one): one line, then NothingToDo."""
+        if step < self.trainer.max_steps or self.trainer.max_steps <= 0:  # -1: bounded by epochs or time
+            return
+        if self.trainer.is_global_zero:
+            val_loss = final_val_loss(self.trainer.logger)
+            val = f" (val {val_loss:.4f})" if val_loss is not None else ""
+            print(f"run finished at step {step}{val}; nothing to do", flush=True)
+        raise NothingToDo
+
 
 RUN_LOCKS: list[RunFolderLock] = []  # taken by this process's fit; released when `run` returns or raises
+
+
+class NothingToDo(Exception):
+    """The run folder's run already reached trainer.max_steps: `run` returns (exit 0) before Lightning loads
+    the checkpoint into its loop, which would print its model summary and stop at once."""
+
+
+def final_val_loss(logger) -> float | None:
+    """The last val/loss in the TensorBoard events of the run (None: another logger, or no validation yet).
+    The events, not a checkpoint: a periodic save at the last step (and last.ckpt with it) precedes the final
+    validation."""
+    if not isinstance(logger, TensorBoardLogger):
+        return None
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    latest = None  # (step, value); a step logged twice (a resume) keeps its later write
+    for path in sorted(Path(logger.log_dir).glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "val/loss" and (latest is None or event.step >= latest[0]):
+                    latest = (event.step, value.tensor.float_val[0])
+    return None if latest is None else latest[1]
 
 
 def check_same_model(saved: dict, architecture: dict, run_dir: Path) -> None:
@@ -172,6 +210,8 @@ def run(args: list[str] | None) -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     # val/* come from torchmetrics, which already reduces over ranks: sync_dist would reduce twice.
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
+    # A resume writes into its own checkpoints/ (a folder holding another run's files is refused before).
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     quiet_lightning()
     import lit_llm.train.strategy  # noqa: F401  (registers the `fsdp2` strategy name)
     from lit_llm.train.datamodule import TokenDataModule
@@ -199,6 +239,8 @@ def run(args: list[str] | None) -> None:
                 **{name: {"formatter_class": HelpFormatter} for name in LitLLMCLI.subcommands()},
             },
         )
+    except NothingToDo:
+        pass  # the line is printed: exit 0, as a run that trained to max_steps
     finally:
         while RUN_LOCKS:
             RUN_LOCKS.pop().release()
