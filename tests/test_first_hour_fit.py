@@ -1,6 +1,6 @@
 """What a new user sees of `lit-llm fit` in the first hour: one progress bar over the run's steps (not per
 epoch) with tokens/s and the latest val loss, a model line with real FLOPs, an end summary naming the final
-val loss and the best checkpoint, and a rerun of a finished run that says so in one line."""
+val loss and the best checkpoint, a rerun of a finished run that says so in one line, and a short --help."""
 
 import contextlib
 import io
@@ -95,6 +95,24 @@ def test_a_raised_max_steps_is_not_finished_but_a_changed_setting(finished):
     output = fit(*longer, "--resume_with_changes")
     assert "step 30/30" in output and "step 25/30" in output
     assert "step 1/30" not in output  # the bar counts on from the resumed step
+
+
+def test_fit_help_leads_with_lit_llms_options_in_one_screen_and_full_stays_reachable(capsys):
+    main(["fit", "--help"])
+    short = capsys.readouterr().out
+    lines = short.splitlines()
+    assert len(lines) < 80
+    head = "\n".join(lines[:12])
+    assert all(option in head for option in ("--config", "--resume_with_changes", "--ckpt_path"))
+    assert "lit-llm fit --help full" in short
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help", "full"])
+    assert exit_info.value.code == 0
+    full = capsys.readouterr().out
+    assert len(full.splitlines()) > 300 and "--trainer.gradient_clip_algorithm" in full
+    named = re.findall(r"^  (?:-c, )?(--[\w.]+)", short, flags=re.MULTILINE)
+    assert len(named) > 20
+    assert [option for option in named if option not in full] == []  # the short help names real options
 
 
 def test_the_bar_reads_nothing_from_the_device_between_logging_steps(byte_dataset, tmp_path, monkeypatch):

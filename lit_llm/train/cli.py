@@ -1,10 +1,12 @@
 """LightningCLI for `lit-llm fit` and `lit-llm validate`: the experiment YAML's trainer, model, data and
 checkpoint sections, the TensorBoard run folder, and what keeps a run folder one run: its lock, resuming
 its newest checkpoint (or saying a finished run has nothing to do), and the refusals to mix in another model,
-tokenizer or changed settings."""
+tokenizer or changed settings. `fit --help` is one screen of its own; `fit --help full` is LightningCLI's."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -204,6 +206,63 @@ def check_same_model(saved: dict, architecture: dict, run_dir: Path) -> None:
         )
 
 
+FIT_HELP = """\
+usage: lit-llm fit --config experiments/NAME.yaml [--SECTION.KEY VALUE ...]
+
+Trains the experiment's model in its run folder (trainer.default_root_dir). The same command again resumes
+the folder's newest checkpoint; once the run has reached trainer.max_steps it says so and does nothing.
+
+lit-llm's options:
+  -c, --config FILE                 an experiment YAML (experiments/); several merge, later ones win
+  --resume_with_changes             resume although settings that exact resume depends on changed (batch
+                                    size, learning rate, schedule, max_steps, data, ...): they apply from the
+                                    resumed step on, and are printed
+  --ckpt_path FILE                  resume from this checkpoint instead of the run folder's newest
+  --print_config                    print the resolved configuration as YAML and exit
+
+The experiment's keys (any YAML key, as --SECTION.KEY VALUE; the main ones):
+  --trainer.max_steps N             optimizer steps of the run; the learning-rate schedule spans them
+  --trainer.default_root_dir DIR    the run folder: checkpoints/, TensorBoard events, config.yaml
+  --trainer.accelerator NAME        cpu, gpu or auto; --trainer.devices N, --trainer.num_nodes N
+  --trainer.precision NAME          32-true, bf16-mixed (GPUs) or bf16-true
+  --trainer.strategy NAME           auto, ddp or fsdp2 (experiments/trainer/*.yaml hold the set-ups)
+  --trainer.val_check_interval N    optimizer steps between validations (a final one always runs)
+  --trainer.limit_val_batches N     batches per validation
+  --trainer.log_every_n_steps N     steps between logged metrics (TensorBoard, the progress bar)
+  --trainer.enable_progress_bar B   false: no progress bar (for logs); the run and summary lines stay
+  --model.architecture NAME         a preset, or fields such as --model.architecture.n_layer 4 (all of them:
+                                    --model.architecture.help ModelConfig); the presets:
+{presets}
+  --model.learning_rate LR          peak learning rate (--model.min_lr: the final one)
+  --model.lr_schedule NAME          cosine, wsd or constant, after --model.warmup_steps N
+  --model.global_batch_size N       sequences per optimizer step; gradient accumulation is derived
+  --model.optimizer NAME            adamw or muon
+  --model.compile B                 torch.compile the model
+  --model.init_from PATH            start from a checkpoint, run folder or Hugging Face folder
+  --data.data_dir DIR               a folder written by `lit-llm prepare`
+  --data.batch_size N               sequences per device per micro-step
+  --data.num_workers N              data loader processes per device
+  --checkpoint.every_n_train_steps N  steps between kept checkpoints (last.ckpt and best.ckpt always)
+
+Every option, with its documentation and default (Lightning's Trainer included): lit-llm fit --help full
+"""
+
+
+def fit_help(argv: list[str]) -> list[str] | None:
+    """`fit --help`: prints FIT_HELP and returns None. `fit --help full`: the arguments for jsonargparse's whole
+    list (without `full`). Any other command line: returned as it is."""
+    at = next((i for i, arg in enumerate(argv) if arg in ("-h", "--help")), None)
+    if argv[:1] != ["fit"] or at is None:
+        return argv
+    if argv[at + 1 : at + 2] != ["full"]:
+        from lit_llm.model.presets import PRESETS
+
+        presets = textwrap.fill(", ".join(PRESETS), 116, initial_indent=" " * 36, subsequent_indent=" " * 36)
+        print(FIT_HELP.format(presets=presets), end="")
+        return None
+    return argv[: at + 1] + argv[at + 2 :]
+
+
 def run(args: list[str] | None) -> None:
     # Lightning warns that a sized IterableDataset may mislead with workers; LitData shards per worker itself.
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
@@ -212,6 +271,11 @@ def run(args: list[str] | None) -> None:
     warnings.filterwarnings("ignore", message=".*self.log\\('val/.*sync_dist=True.*")
     # A resume writes into its own checkpoints/ (a folder holding another run's files is refused before).
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    args = fit_help(sys.argv[1:] if args is None else args)
+    if args is None:
+        return
+    # `args` now always holds the command line, which LightningCLI would warn about when sys.argv does too.
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
     quiet_lightning()
     import lit_llm.train.strategy  # noqa: F401  (registers the `fsdp2` strategy name)
     from lit_llm.train.datamodule import TokenDataModule
