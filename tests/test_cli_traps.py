@@ -19,7 +19,7 @@ CONFIG = str(REPO / "experiments" / "shakespeare-char-cpu.yaml")
 
 def test_fit_help_offers_no_optimizer_options_and_no_rst(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--help"])
+        main(["fit", "--help", "full"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--model.grad_clip" in text and "--trainer.max_steps" in text

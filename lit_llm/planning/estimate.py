@@ -175,11 +175,24 @@ def duration(seconds: float) -> str:
 
 
 def run_cost_summary(
-    config: ModelConfig, tokens: int, seconds: float, num_devices: int, seq_len: int, accelerator: Accelerator | None
+    config: ModelConfig,
+    tokens: int,
+    seconds: float,
+    num_devices: int,
+    seq_len: int,
+    accelerator: Accelerator | None,
+    step: int | None = None,
+    val_loss: float | None = None,
+    best_checkpoint: tuple[str, float] | None = None,
 ) -> str:
-    """What a finished run actually cost, in the units of `lit-llm plan`'s report (for the end of `fit`)."""
-    lines = [
-        "Run cost (same units as `lit-llm plan`)",
+    """What a finished run reached (its final val loss at ``step``, its best checkpoint: path and val loss) and
+    what it actually cost, in the units of `lit-llm plan`'s report (for the end of `fit`)."""
+    lines = ["Run summary (cost in the same units as `lit-llm plan`)"]
+    if val_loss is not None:
+        lines.append(f"  val loss        {val_loss:.4f}" + (f" at step {step:,}" if step is not None else ""))
+    if best_checkpoint is not None:
+        lines.append(f"  best checkpoint {best_checkpoint[0]} (val {best_checkpoint[1]:.4f})")
+    lines += [
         f"  tokens          {human(tokens)}",
         f"  wall-clock      {duration(seconds)} on {num_devices} device(s)",
         f"  GPU-hours       {amount(seconds * num_devices / 3600)} ({accelerator.name})"

@@ -45,6 +45,7 @@ class Throughput(L.Callback):
         self.excluded = 0.0  # seconds of validation and checkpointing so far, off the training clock
         self.paused_at: float | None = None
         self.training = False  # the sanity check's validation runs before training starts
+        self.latest: dict[str, float] = {}  # the rates last logged, as host numbers: the progress bar shows them
 
     def training_clock(self) -> float:
         return time.perf_counter() - self.excluded
@@ -84,22 +85,38 @@ class Throughput(L.Callback):
             return  # compilation: never timed; other steps log only when the logger writes
         (t0, tokens0), (t1, tokens1) = self.step_ends[0], self.step_ends[-1]
         tokens_per_sec = (tokens1 - tokens0) / (t1 - t0)
-        pl_module.log("train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False)
+        self.latest = {"train/tokens_per_sec": tokens_per_sec}
         if self.accelerator is not None:
             flops = pl_module.config.flops_per_token(self.seq_len) * tokens_per_sec
-            pl_module.log(
-                "train/mfu",
-                flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size),
-                on_step=True,
-                on_epoch=False,
-            )
+            self.latest["train/mfu"] = flops / (self.accelerator.bf16_tflops * 1e12 * trainer.world_size)
+        for name, value in self.latest.items():
+            pl_module.log(name, value, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = time.perf_counter() - self.run_start
         seq_len = self.seq_len or pl_module.config.block_size  # block_size: no batch was trained
-        rank_zero_info(
-            run_cost_summary(pl_module.config, self.run_tokens, seconds, trainer.world_size, seq_len, self.accelerator)
+        val_loss = trainer.callback_metrics.get("val/loss")  # the final validation's: every run ends with one
+        summary = run_cost_summary(
+            pl_module.config,
+            self.run_tokens,
+            seconds,
+            trainer.world_size,
+            seq_len,
+            self.accelerator,
+            step=trainer.global_step,
+            val_loss=None if val_loss is None else float(val_loss),
+            best_checkpoint=best_checkpoint(trainer),
         )
+        rank_zero_info(summary)
+
+
+def best_checkpoint(trainer: L.Trainer) -> tuple[str, float] | None:
+    """best.ckpt's path and val loss, from the callback that keeps it (LitLLM's, by val/loss); None before
+    the first validation or without it."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor == "val/loss" and callback.best_model_path:
+            return callback.best_model_path, float(callback.best_model_score)
+    return None
 
 
 def eager_mode():
