@@ -95,7 +95,7 @@ def gather_list_options(function, args: list[str]) -> list[str]:
 
     for name, param in inspect.signature(function).parameters.items():
         option = f"--{name}"
-        if "list" not in str(param.annotation) or option not in args:
+        if not any(kind in str(param.annotation) for kind in ("list", "Sequence")) or option not in args:
             continue
         start = end = args.index(option) + 1
         while end < len(args) and not args[end].startswith("--"):
