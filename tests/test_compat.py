@@ -97,3 +97,21 @@ def test_old_checkpoint_resumes_exactly(tmp_path):
     expected, got = losses_by_step(fresh), losses_by_step(resumed)
     assert sorted(got) == [3, 4, 5]  # the resumed process trained steps 3..5 only
     assert max(abs(expected[s] - got[s]) for s in got) < 1e-6
+
+
+def test_an_experiment_naming_the_old_downstream_eval_class_path_still_parses(tmp_path):
+    """0.1's YAMLs name `lit_llm.train.evaluation.DownstreamEval`; the callback now lives in train/downstream.py."""
+    from lit_llm.train.cli import parse_experiment
+    from lit_llm.train.downstream import DownstreamEval
+
+    experiment = tmp_path / "old.yaml"
+    experiment.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lit_llm.train.evaluation.DownstreamEval\n"
+        "      init_args:\n        tasks: [lit_llm/tasks/shakespeare_cloze.jsonl]\n"
+    )
+    config = parse_experiment(
+        ["--config", str(REPO / "experiments" / "shakespeare-char-cpu.yaml"), "--config", str(experiment)]
+    )
+    (callback,) = config["trainer"]["callbacks"]
+    module, _, name = callback["class_path"].rpartition(".")
+    assert getattr(__import__(module, fromlist=[name]), name) is DownstreamEval
