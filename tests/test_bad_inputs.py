@@ -39,6 +39,8 @@ TINY = [
 ]  # fmt: skip
 FIT = ["fit", "--config", EXPERIMENT, *TINY, "--trainer.max_steps", "2", "--data.data_dir", "WS/data"]
 NEW_RUN = ["--trainer.default_root_dir", "WS/new-run"]
+# WS/run finished at step 2: a raised max_steps makes a rerun a resume (a finished run has nothing to do)
+RESUME = [*FIT, "--trainer.default_root_dir", "WS/run", "--trainer.max_steps", "3"]
 CKPT = "WS/run/checkpoints/last.ckpt"
 
 
@@ -119,13 +121,14 @@ ROWS = [
         ("run of another model", "n_layer")),
     Row("fit-into-a-folder-without-checkpoint", [*FIT, "--trainer.default_root_dir", "WS/in"],
         ("run folder", "/in is not empty", "no checkpoint to resume from", "another --trainer.default_root_dir")),
-    Row("fit-resume-with-another-batch-size", [*FIT, "--trainer.default_root_dir", "WS/run", "--data.batch_size", "8"],
+    Row("fit-resume-with-another-batch-size",
+        [*RESUME, "--data.batch_size", "8"],
         ("data.batch_size 4 in the checkpoint, 8 now", "--resume_with_changes")),
     Row("fit-resume-on-data-prepared-again",
         [*FIT, "--trainer.default_root_dir", "WS/run", "--data.data_dir", "WS/data-bpe"],
         ("last.ckpt was trained with another tokenizer", "data-bpe's tokenizer.json", "prepared again")),
     Row("fit-resume-on-data-appended-to",
-        [*FIT, "--trainer.default_root_dir", "WS/run", "--data.data_dir", "WS/data-appended"],
+        [*RESUME, "--data.data_dir", "WS/data-appended"],
         ("data.fingerprints", "in the checkpoint", "--resume_with_changes")),
     Row("fit-misspelt-option", [*FIT, *NEW_RUN, "--trainer.max_stepz", "3"], ("--trainer.max_stepz", "--help")),
     Row("validate-corrupt-checkpoint", ["validate", "--config", EXPERIMENT, *TINY, "--data.data_dir", "WS/data",
