@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SHAKESPEARE = REPO / "data" / "tinyshakespeare.txt"  # the shipped corpus every benchmark trains on
 
 
 class StepClock:

@@ -22,16 +22,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import markdown_table
+from benchmarks.harness import REPO, SHAKESPEARE, markdown_table
 from lit_llm.model.config import ModelConfig
 from lit_llm.model.model import GPT
 from lit_llm.model.objective import LRSchedule, next_token_loss
 from lit_llm.model.tokenizer import byte_tokenizer
 from lit_llm.train.optim import build_optimizer
 
-ROOT = Path(__file__).resolve().parents[1]
-TEXT = ROOT / "data" / "tinyshakespeare.txt"
-IMAGES = ROOT / "docs" / "images"
+IMAGES = REPO / "docs" / "images"
 PARAMETRIZATIONS = ("standard", "mup")
 
 
@@ -68,7 +66,7 @@ class Recipe:
 
 def shakespeare_tokens() -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped tiny Shakespeare as byte ids (the byte tokenizer's id is the byte): 90% train, 10% val."""
-    data = torch.frombuffer(bytearray(TEXT.read_bytes()), dtype=torch.uint8).long()
+    data = torch.frombuffer(bytearray(SHAKESPEARE.read_bytes()), dtype=torch.uint8).long()
     n = int(0.9 * len(data))
     return data[:n], data[n:]
 

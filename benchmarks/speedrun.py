@@ -33,13 +33,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from benchmarks.harness import REPO, SHAKESPEARE
 from benchmarks.nanogpt_train import write_bins
 from lit_llm.checkpoint.files import CHECKPOINT_KEY
 from lit_llm.model.config import ModelConfig
-
-REPO = Path(__file__).resolve().parents[1]
-
-TEXT = REPO / "data" / "tinyshakespeare.txt"
 
 
 def timed(command: list[str], env: dict, log: Path) -> tuple[float, float, str]:
@@ -67,7 +64,7 @@ def lit_llm(*args: str) -> list[str]:
 def run_reference(seed: int, env: dict, out: Path, max_iters: int | None) -> dict:
     bins = out / "reference-data"
     if not (bins / "val.bin").is_file():
-        write_bins(TEXT, bins)
+        write_bins(SHAKESPEARE, bins)
     command = [sys.executable, "-m", "benchmarks.nanogpt_train", f"--data-dir={bins}", f"--out-dir={out / 'reference'}"]
     command += ["--seed", str(seed), "--whole-val", *(["--max-iters", str(max_iters)] if max_iters else [])]
     wall, cpu, stdout = timed(command, env, out / f"reference-{seed}.log")
@@ -166,7 +163,7 @@ def main() -> None:
     out = args.out_dir / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     if not (args.data_dir / "metadata.json").is_file():
-        prepare = ["prepare", "--inputs", str(TEXT), "--output_dir", str(args.data_dir), "--tokenizer", "byte"]
+        prepare = ["prepare", "--inputs", str(SHAKESPEARE), "--output_dir", str(args.data_dir), "--tokenizer", "byte"]
         timed(lit_llm(*prepare), env, out / "prepare.log")
 
     # Interleaved: reference, candidate for the first seed, candidate, reference for the next, and so on.

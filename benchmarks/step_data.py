@@ -11,12 +11,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import REPO
+from benchmarks.harness import SHAKESPEARE
 from lit_llm.data.prepare import prepare
 from lit_llm.model.config import ModelConfig
 from lit_llm.train.datamodule import TokenDataModule
-
-CORPUS = REPO / "data" / "tinyshakespeare.txt"
 
 
 @dataclass
@@ -36,7 +34,7 @@ def prepare_shards(workdir: Path, min_train_tokens: int) -> Path:
     Byte tokens suit every preset: a step costs the same whatever the token ids, and a preset with a
     fixed large vocabulary (gpt2-124m: 50304) still gets its full-size embedding, head and loss.
     """
-    text = CORPUS.read_text()
+    text = SHAKESPEARE.read_text()
     repeats = max(1, math.ceil(min_train_tokens / (0.85 * len(text.encode()))))
     corpus = workdir / "corpus.txt"
     corpus.write_text(text * repeats)

@@ -35,11 +35,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import cpu_seconds_with_children, machine_description, markdown_table, paired_ratio, versions
+from benchmarks.harness import (
+    REPO,
+    SHAKESPEARE,
+    cpu_seconds_with_children,
+    machine_description,
+    markdown_table,
+    paired_ratio,
+    versions,
+)
 from benchmarks.nanogpt_train import write_bins
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO / "data" / "tinyshakespeare.txt"
 CONFIG = REPO / "experiments" / "shakespeare-char-cpu.yaml"
 VOCAB_SIZE = 320  # the byte tokenizer's 257 ids padded to a multiple of 64, as lit-llm's model pads them
 
@@ -50,8 +56,8 @@ def prepare_data(workdir: Path) -> tuple[Path, Path]:
 
     shards, bins = workdir / "shakespeare-char", workdir / "bins"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        prepare([str(CORPUS)], str(shards), tokenizer="byte", num_workers=1, overwrite=True)
-    write_bins(CORPUS, bins)
+        prepare([str(SHAKESPEARE)], str(shards), tokenizer="byte", num_workers=1, overwrite=True)
+    write_bins(SHAKESPEARE, bins)
     return shards, bins
 
 
