@@ -117,27 +117,16 @@ def test_fit_help_leads_with_lit_llms_options_in_one_screen_and_full_stays_reach
 
 def test_the_bar_reads_nothing_from_the_device_between_logging_steps(byte_dataset, tmp_path, monkeypatch):
     """The bar refreshes every step: it shows host numbers only (tests/test_module.py counts the reads)."""
-    import lightning as L
 
     from lit_llm.train.console import StepProgressBar
     from lit_llm.train.datamodule import TokenDataModule
     from lit_llm.train.module import LitLLM
-    from tests.test_module import SMALL, CountDeviceReads
+    from tests.test_module import SMALL, CountDeviceReads, logging_every_5_steps
 
     counter, bar = CountDeviceReads(monkeypatch), StepProgressBar()
     shown = []
     monkeypatch.setattr(bar, "get_metrics", lambda *args: shown.append(StepProgressBar.get_metrics(bar, *args)) or {})
-    trainer = L.Trainer(
-        max_steps=12,
-        accelerator="cpu",
-        callbacks=[counter, bar],
-        default_root_dir=tmp_path,
-        log_every_n_steps=5,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    trainer = logging_every_5_steps(tmp_path, [counter, bar])
     trainer.fit(LitLLM(SMALL, sample_tokens=0), datamodule=TokenDataModule(str(byte_dataset), batch_size=4))
     assert counter.reads == []
     assert "tok/s" in shown[-1] and "loss" in shown[-1]

@@ -131,20 +131,25 @@ class CountDeviceReads(L.Callback):
         self.counting = step > 2 and not logging
 
 
-def test_steps_between_logging_steps_never_wait_for_the_device(byte_dataset, tmp_path, monkeypatch):
-    counter = CountDeviceReads(monkeypatch)
-    module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0)
-    trainer = L.Trainer(
+def logging_every_5_steps(tmp_path, callbacks: list) -> L.Trainer:
+    """12 steps logged at 5, 10 and 12, with a progress bar and the TensorBoard logger on, as `lit-llm fit` runs."""
+    return L.Trainer(
         max_steps=12,
         accelerator="cpu",
-        callbacks=[counter],
+        callbacks=callbacks,
         default_root_dir=tmp_path,
         log_every_n_steps=5,
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
         enable_model_summary=False,
-    )  # the progress bar and the TensorBoard logger on, as `lit-llm fit` runs
+    )
+
+
+def test_steps_between_logging_steps_never_wait_for_the_device(byte_dataset, tmp_path, monkeypatch):
+    counter = CountDeviceReads(monkeypatch)
+    module = LitLLM(SMALL, warmup_steps=2, sample_tokens=0)
+    trainer = logging_every_5_steps(tmp_path, [counter])  # Lightning's own progress bar
     trainer.fit(module, datamodule=TokenDataModule(str(byte_dataset), batch_size=4, num_workers=0))
     assert counter.reads == []
     assert counter.progress_bar_values == [True, True, True]  # train/loss at steps 5, 10 and 12
