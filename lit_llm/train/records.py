@@ -130,8 +130,8 @@ def resume_settings(config: dict, world_size: int, identities: list[dict]) -> di
 
 
 def changed_settings(saved: dict, current: dict) -> list[str]:
-    """``key: saved -> current`` for each setting that differs (keys unknown to either side are skipped:
-    a checkpoint from an older lit-llm records fewer)."""
+    """``KEY SAVED in the checkpoint, CURRENT now`` for each setting that differs (keys the checkpoint does not
+    record are skipped: one from an older lit-llm records fewer)."""
     return [
         f"{key.replace('/', '.')} {saved[key]} in the checkpoint, {current[key]} now"
         for key in current
