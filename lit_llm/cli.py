@@ -17,7 +17,7 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
-from lit_llm.errors import one_line
+from lit_llm.errors import CheckpointSaveError, one_line
 
 COMMANDS_DIR = Path(__file__).parent / "commands"
 LIGHTNING_COMMANDS = {
@@ -58,8 +58,10 @@ def usage(commands: dict[str, dict]) -> str:
 # ImportError: an optional extra that is not installed, named with its pip command).
 # ArgumentError: a misspelt option or a value of the wrong type (jsonargparse raises it instead of printing
 # the whole usage, see exit_on_error below).
-# OSError: only lit_llm.checkpoint.files.CheckpointSaveError (a full disk, named with the checkpoint kept) is one.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError)
+# CheckpointSaveError: a full disk, named with the checkpoint kept (the one OSError shown as one line).
+USER_ERRORS = (
+    ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ArgumentError, CheckpointSaveError
+)  # fmt: skip
 
 
 class UserError(SystemExit):
@@ -194,11 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             run(None if from_shell else argv)
         else:
             run_command(commands[command], args)
-    except Exception as err:
-        from lit_llm.checkpoint.files import CheckpointSaveError
-
-        if not isinstance(err, (*USER_ERRORS, CheckpointSaveError)):
-            raise
+    except USER_ERRORS as err:
         hint = f"; see `lit-llm {command} --help`" if isinstance(err, ArgumentError) else ""
         message = f"lit-llm {command}: error: {one_line(err)}{hint}"
         print(message, file=sys.stderr, flush=True)

@@ -1,5 +1,11 @@
 """Error messages as users see them: one line that names the problem and the fix."""
 
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (the disk is full, say); the previous one is intact. The one OSError
+    the CLI shows as one line: its message names the checkpoint kept."""
+
+
 # Lines of jsonargparse's nested-type reports that restate the type instead of giving the reason.
 NOISE = ("Does not validate against any of the", "Subtypes:", "Errors:", "Given value", "- Expected a <class")
 

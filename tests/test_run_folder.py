@@ -17,8 +17,9 @@ import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lit_llm.checkpoint.files import CheckpointSaveError, save_atomically
+from lit_llm.checkpoint.files import save_atomically
 from lit_llm.cli import main
+from lit_llm.errors import CheckpointSaveError
 from lit_llm.model.objective import LRSchedule
 from lit_llm.train.records import REDACTED, flatten, is_secret
 from lit_llm.train.run_folder import LOCK, RunFolderLock

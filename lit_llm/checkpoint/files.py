@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from lit_llm.errors import CheckpointSaveError
+
 CHECKPOINT_KEY = "lit_llm"  # where a checkpoint keeps what rebuilds the model and tokenizer
 SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sharded checkpoint folder
 
@@ -36,10 +38,6 @@ def replace_atomically(tmp: Path, path: Path) -> None:
         shutil.rmtree(old)  # also the leftover of an earlier kill between the two renames
     elif old.exists():
         old.unlink()
-
-
-class CheckpointSaveError(OSError):
-    """A checkpoint could not be written (the disk is full, say); the previous one is intact."""
 
 
 def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:

@@ -100,20 +100,19 @@ class LitLLMCLI(LightningCLI):
         reached trainer.max_steps says so and stops (NothingToDo)."""
         run_dir = Path(self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
-            RUN_LOCKS.append(RunFolderLock(run_dir))
-            RUN_LOCKS[-1].acquire()
+            lock = RunFolderLock(run_dir)
+            lock.acquire()
+            RUN_LOCKS.append(lock)
         resume = self.checkpoint_to_resume(run_dir)
-        config = self.config.fit.as_dict()
+        config = {k: v for k, v in self.config.fit.as_dict().items() if k in SECTIONS}
         settings = resume_settings(
-            {k: v for k, v in config.items() if k in SECTIONS},
-            self.trainer.num_devices * self.trainer.num_nodes,
-            self.datamodule.identities,
+            config, self.trainer.num_devices * self.trainer.num_nodes, self.datamodule.identities
         )
         self.model.resume_settings = settings  # stored in every checkpoint, compared when it is resumed
         if resume is not None:
             self.check_same_run(*resume, settings, run_dir)
         elif self.trainer.is_global_zero and isinstance(self.trainer.logger, TensorBoardLogger):
-            write_hparams(self.trainer.logger, {k: v for k, v in config.items() if k in SECTIONS})
+            write_hparams(self.trainer.logger, config)
         save_config = next(c for c in self.trainer.callbacks if isinstance(c, RecordingSaveConfig))
         save_config.config_filename = config_filename(run_dir, resuming=resume is not None)
 
