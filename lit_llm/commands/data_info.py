@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lit_llm.data.format import SPLITS, read_index, read_metadata, read_tokenizer
-from lit_llm.data.identity import check_dataset, dataset_identity
+from lit_llm.data.identity import check_dataset
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 
@@ -26,18 +26,18 @@ def data_info(
 
     Returns:
         The printed facts: ``tokenizer`` (kind, vocab_size, eot_id), ``identity`` (fingerprint and tokenizer
-        sha256, see `identity.dataset_identity`), ``splits`` (per split: documents,
+        sha256, see `identity.check_dataset`), ``splits`` (per split: documents,
         tokens, text bytes, shards, shard bytes), ``skipped`` (binary and empty files, empty documents,
         replaced bytes) and ``samples`` (the decoded texts).
     """
     view = local_view(data_dir, storage_options, cache_dir)
-    check_dataset(view, source=data_dir)
+    identity = check_dataset(view, source=data_dir)
     metadata = read_metadata(view)
     tokenizer = read_tokenizer(view)
     info = {
         "path": data_dir,
         "tokenizer": {"kind": metadata["tokenizer"], "vocab_size": tokenizer.vocab_size, "eot_id": tokenizer.eot_id},
-        "identity": dataset_identity(view),
+        "identity": identity,
         "splits": {split: split_info(metadata["splits"][split], read_index(view / split)) for split in SPLITS},
         "skipped": {
             "binary_files": len(metadata["binary_skipped"]),

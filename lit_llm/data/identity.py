@@ -71,15 +71,9 @@ def add_identity(folder: Path, metadata: dict) -> dict:
     }
 
 
-def dataset_identity(view: Path) -> dict:
-    """``tokenizer_sha256`` and ``fingerprint`` of the dataset in ``view`` (its local folder, see
-    `storage.local_view`) as metadata.json records them; None for a dataset prepared before fingerprints."""
-    metadata = read_metadata(view)
-    return {key: metadata.get(key) for key in ("tokenizer_sha256", "fingerprint")}
-
-
-def check_dataset(view: Path, deep: bool = False, splits: tuple[str, ...] = SPLITS, source: str | None = None) -> None:
-    """Refuse, in one line, a dataset whose files are not those metadata.json records.
+def check_dataset(view: Path, deep: bool = False, splits: tuple[str, ...] = SPLITS, source: str | None = None) -> dict:
+    """Refuse, in one line, a dataset whose files are not those metadata.json records; return its identity:
+    ``tokenizer_sha256`` and ``fingerprint`` as metadata.json records them (None: prepared before fingerprints).
 
     Always (cheap): tokenizer.json's sha256, metadata's vocab_size against the tokenizer's, and each shard of
     ``splits`` listed by its index.json and present with its recorded size. A dataset prepared before
@@ -94,6 +88,7 @@ def check_dataset(view: Path, deep: bool = False, splits: tuple[str, ...] = SPLI
     """
     source = (source or str(view)).rstrip("/")
     metadata = read_metadata(view)
+    identity = {key: metadata.get(key) for key in ("tokenizer_sha256", "fingerprint")}
     check_tokenizer(view, metadata, source)
     if "fingerprint" not in metadata:
         log.warning(
@@ -101,11 +96,12 @@ def check_dataset(view: Path, deep: bool = False, splits: tuple[str, ...] = SPLI
             "checked; prepare it again to add one",
             source,
         )
-        return
+        return identity
     for split in splits:
         check_listed(view / split, metadata["shard_files"][split], f"{source}/{split}")
     if not is_remote(source):
         check_shards(view, metadata["shard_files"], splits, source, deep)
+    return identity
 
 
 def check_tokenizer(view: Path, metadata: dict, source: str) -> None:

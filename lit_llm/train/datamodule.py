@@ -18,7 +18,7 @@ import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
 from lit_llm.data.format import read_index, read_tokenizer
-from lit_llm.data.identity import CorruptShardError, check_dataset, dataset_identity
+from lit_llm.data.identity import CorruptShardError, check_dataset
 from lit_llm.data.shards import open_split
 from lit_llm.data.storage import local_view
 from lit_llm.model.tokenizer import Tokenizer
@@ -54,7 +54,7 @@ class TokenDataModule(L.LightningDataModule):
     built on first use (by the loaders), after the hand-over.
 
     Each source is checked when it is read (`identity.check_dataset`: its tokenizer and shard sizes against
-    its metadata.json), and `identities` lists what identifies them, one dict per source in source order:
+    its metadata.json), and `identities` lists what that check returns, one dict per source in source order:
     ``path``, ``tokenizer_sha256`` and ``fingerprint`` (both None for a dataset prepared before fingerprints),
     for checkpoints to record and a resumed run to compare.
     """
@@ -90,9 +90,10 @@ class TokenDataModule(L.LightningDataModule):
         self.seed = seed
         self.storage_options = storage_options
         self.views = [local_view(source.path, storage_options, cache_dir) for source in self.sources]
-        for source, view in zip(self.sources, self.views):
-            check_dataset(view, source=source.path)
-        self.identities = [{"path": s.path, **dataset_identity(view)} for s, view in zip(self.sources, self.views)]
+        self.identities = [
+            {"path": source.path, **check_dataset(view, source=source.path)}
+            for source, view in zip(self.sources, self.views)
+        ]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
