@@ -153,6 +153,24 @@ def test_overwrite_replaces_what_lit_llm_wrote(ws):
     assert (ws / "empty" / "metadata.json").is_file()
 
 
+def test_a_file_put_in_the_dataset_while_prepare_runs_is_not_deleted(ws, monkeypatch):
+    """--overwrite is checked when prepare starts and again before the old dataset goes: tokenizing can take
+    hours, and a note written into the folder meanwhile is the user's."""
+    import lit_llm.data.prepare as prepare_module
+
+    tokenize_into = prepare_module.tokenize_into
+
+    def user_writes_meanwhile(*args, **kwargs):
+        (ws / "ds" / "notes.txt").write_text("mine")
+        return tokenize_into(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "tokenize_into", user_writes_meanwhile)
+    before = {**snapshot(ws), "ds/notes.txt": b"mine"}
+    with pytest.raises(FileExistsError, match=f"--output_dir {ws / 'ds'} holds notes.txt besides what lit-llm writes"):
+        prepare_into(ws, str(ws / "ds"), inputs=[str(ws / "tiny.txt")])
+    assert snapshot(ws) == before  # the old dataset, the note, and no staging folder left
+
+
 def test_cli_refuses_the_working_directory_in_one_line(tmp_path):
     """The reported case: `prepare --output_dir .` in a project folder wiped the input and train.py with it."""
     (tmp_path / "tinyshakespeare.txt").write_text(TEXT)

@@ -93,13 +93,18 @@ def hard_link_or_copy(source: str, destination: str) -> None:
 
 
 def publish(staging: Path, target: str, replace: bool, storage_options: dict | None) -> None:
+    """Put the finished dataset in place. A replaced dataset's contents are checked again first: tokenizing can
+    take hours after `check_destination`, and a file put there meanwhile is not lit-llm's to delete."""
     if is_remote(target):
         if replace:
+            check_contents(target, storage.top_level_names(target, storage_options), METADATA, WRITTEN)
             storage.delete(target, storage_options)
         storage.upload(staging, target, storage_options)
         shutil.rmtree(staging)
         return
     out = Path(target)
+    if replace and out.exists():
+        check_contents(target, set(os.listdir(out)), METADATA, WRITTEN)
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
