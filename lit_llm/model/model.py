@@ -8,6 +8,8 @@ generation. Parallelism, compilation and activation checkpointing are applied fr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cache
 
 import torch
 import torch.nn as nn
@@ -32,10 +34,69 @@ def rope_cache(config: ModelConfig, device: torch.device | None = None) -> tuple
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, hs) queries or keys by position; cos/sin are (T, hs)."""
+    """Rotate (B, H, T, hs) queries or keys by position; cos/sin are (T, hs), or (B, 1, T, hs) when each
+    sequence has its own positions (document masking)."""
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class DocumentMask:
+    """Where the documents packed into a batch of sequences start and end, for block-causal attention.
+
+    ``positions`` (B, T): each token's position within its own document, so rotary or learned positions
+    restart at 0 with every document. ``mask``: which keys each query may attend to (earlier tokens of its
+    own document), either a boolean (B, 1, T, T) tensor for scaled_dot_product_attention or a FlexAttention
+    ``BlockMask``, which skips the blocks of keys that no query of a block may see.
+    """
+
+    positions: torch.Tensor
+    mask: torch.Tensor | object
+
+
+def document_ids(idx: torch.Tensor, eot_id: int) -> torch.Tensor:
+    """(B, T) index of the document each token belongs to, counted from 0 in each sequence. Documents end with
+    the end-of-text token, which belongs to the document it ends: the next token starts a new one."""
+    ends = (idx == eot_id).int()
+    return ends.cumsum(dim=1) - ends
+
+
+def document_mask(idx: torch.Tensor, eot_id: int, flex: bool | None = None) -> DocumentMask:
+    """The block-causal layout of token ids ``idx`` (B, T) whose documents end with ``eot_id``.
+
+    ``flex`` builds a FlexAttention ``BlockMask`` (default: on CUDA, where compiled FlexAttention runs the
+    sparse kernel; on a CPU, torch 2.14's FlexAttention has no backward pass, and an explicit boolean mask is
+    the fallback that works everywhere).
+    """
+    docs = document_ids(idx, eot_id)
+    B, T = idx.shape
+    index = torch.arange(T, device=idx.device)
+    starts = torch.ones_like(idx, dtype=torch.bool)
+    starts[:, 1:] = docs[:, 1:] != docs[:, :-1]
+    first_index = torch.where(starts, index, 0).cummax(dim=1).values  # of each token's document
+    positions = index - first_index
+    if flex is None:
+        flex = idx.is_cuda
+    if flex:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        def same_document_causal(b, h, q, k):
+            return (q >= k) & (docs[b, q] == docs[b, k])
+
+        return DocumentMask(positions, create_block_mask(same_document_causal, B, None, T, T, device=idx.device))
+    causal = index[:, None] >= index[None, :]
+    mask = causal & (docs[:, :, None] == docs[:, None, :])
+    return DocumentMask(positions, mask[:, None])
+
+
+@cache
+def compiled_flex_attention():
+    """FlexAttention compiled once per process: uncompiled it materialises every score (and has no backward
+    pass on a CPU)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention)
 
 
 class KVCache(nn.Module):
@@ -64,7 +125,13 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, start: int) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        start: int,
+        documents: DocumentMask | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         c = self.config
         q, k, v = self.qkv(x).split([c.n_embd, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size], dim=-1)
@@ -76,8 +143,18 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
 
+        # μP scores attention by 1/d_head, not 1/sqrt(d_head) (Tensor Programs V's attention rule): after
+        # training, queries and keys correlate, so their dot product grows like d_head, not sqrt(d_head).
+        scale = 1 / c.head_size if c.parametrization == "mup" else None
         mask = None
-        if self.kv_cache is not None:
+        if documents is not None:
+            mask = documents.mask
+            if not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
+                if self.dropout and self.training:
+                    raise ValueError("document masking with FlexAttention has no attention dropout; set dropout: 0")
+                y = compiled_flex_attention()(q, k, v, block_mask=mask, scale=scale, enable_gqa=c.n_kv_head != c.n_head)
+                return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
+        elif self.kv_cache is not None:
             k, v = self.kv_cache.update(start, k, v)
             if start > 0 and T > 1:  # a chunk after a prefix: each query sees the prefix and its own past
                 mask = (
@@ -91,9 +168,7 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=mask is None and T > 1,
             enable_gqa=c.n_kv_head != c.n_head,
-            # μP scores attention by 1/d_head, not 1/sqrt(d_head) (Tensor Programs V's attention rule): after
-            # training, queries and keys correlate, so their dot product grows like d_head, not sqrt(d_head).
-            scale=1 / c.head_size if c.parametrization == "mup" else None,
+            scale=scale,
         )
         return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
 
@@ -127,8 +202,14 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, start: int) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm_1(x), rope, start))
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        start: int,
+        documents: DocumentMask | None = None,
+    ) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm_1(x), rope, start, documents))
         return x + self.dropout(self.mlp(self.norm_2(x)))
 
 
@@ -179,25 +260,34 @@ class GPT(nn.Module):
         if self.config.positions == "rope":
             self.rope_cos, self.rope_sin = rope_cache(self.config, device=self.wte.weight.device)
 
-    def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids (B, T) placed at positions start .. start+T-1."""
-        logits = self.lm_head(self.hidden_states(idx, start))
+    def forward(self, idx: torch.Tensor, start: int = 0, documents: DocumentMask | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T) placed at positions start .. start+T-1, or, given the
+        ``documents`` packed into them (``document_mask``), each attending only within its own document
+        from position 0."""
+        logits = self.lm_head(self.hidden_states(idx, start, documents))
         cap = self.config.logit_softcap
         return logits if cap is None else cap * torch.tanh(logits / cap)
 
-    def hidden_states(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def hidden_states(self, idx: torch.Tensor, start: int = 0, documents: DocumentMask | None = None) -> torch.Tensor:
         """The activations (B, T, n_embd) that the output head turns into logits: the final norm's, times
         1/width multiplier under μP."""
         T = idx.size(1)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the model's block_size {self.config.block_size}")
+        if documents is not None and start:
+            raise ValueError("document masking is for whole training sequences, not a KV-cache continuation")
+        positions = documents.positions if documents is not None else torch.arange(start, start + T, device=idx.device)
         x = self.wte(idx)
+        rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
-        rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T]) if self.wpe is None else None
+            x = x + self.wpe(positions)
+        elif documents is not None:  # per-sequence positions: (B, 1, T, hs) tables, broadcast over the heads
+            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])
+        else:
+            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, rope, start)
+            x = block(x, rope, start, documents)
         x = self.norm_f(x)
         if self.config.parametrization == "mup":
             # μP's readout multiplier (Tensor Programs V, Table 3 in the mup package's form, MuReadout): logits

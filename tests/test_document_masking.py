@@ -1,0 +1,143 @@
+"""Document masking: in a packed sequence each token attends only to its own document, from position 0."""
+
+import lightning as L
+import pytest
+import torch
+
+from lit_llm.model import model as model_module
+from lit_llm.model.config import ModelConfig
+from lit_llm.model.model import GPT, document_ids, document_mask
+
+EOT = 0
+SMALL = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
+LLAMA = dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, block_size=32, vocab_size=64)
+SHAPES = {
+    "llama": ModelConfig(**LLAMA, positions="rope", norm="rmsnorm", mlp="swiglu"),
+    "gpt2": ModelConfig(**LLAMA, positions="learned"),
+}
+
+
+def packed_batch() -> torch.Tensor:
+    """Two sequences of 24 tokens, each three documents long (every document ends with EOT)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(1, 64, (2, 24), generator=generator)
+    batch[0, [6, 15]] = EOT
+    batch[1, [2, 11]] = EOT
+    return batch
+
+
+def model_for(shape: str) -> GPT:
+    torch.manual_seed(0)
+    return GPT(SHAPES[shape]).eval()
+
+
+def test_documents_end_with_the_end_of_text_token_and_positions_restart():
+    idx = torch.tensor([[5, 7, EOT, 3, EOT, 4, 4]])
+    assert document_ids(idx, EOT).tolist() == [[0, 0, 0, 1, 1, 2, 2]]
+    layout = document_mask(idx, EOT)
+    assert layout.positions.tolist() == [[0, 1, 2, 0, 1, 0, 1]]
+    allowed = layout.mask[0, 0]
+    assert allowed[3].tolist() == [False, False, False, True, False, False, False]  # itself only
+    assert allowed[6].tolist() == [False, False, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masked", [True, False])
+def test_a_token_is_blind_to_earlier_documents_only_with_masking(shape, masked):
+    """Changing every token of the first document leaves the later documents' logits alone under masking;
+    without it, they change (so this test can fail)."""
+    model, batch = model_for(shape), packed_batch()
+    changed = batch.clone()
+    changed[0, :6] = (changed[0, :6] + 7) % 63 + 1  # the first document's tokens, never EOT
+    with torch.no_grad():
+        run = (lambda idx: model(idx, documents=document_mask(idx, EOT))) if masked else model
+        before, after = run(batch), run(changed)
+    later = slice(7, None)  # sequence 0's second and third documents
+    if masked:
+        torch.testing.assert_close(after[0, later], before[0, later], rtol=0, atol=1e-6)
+    else:
+        assert (after[0, later] - before[0, later]).abs().max() > 1e-3
+    torch.testing.assert_close(after[1], before[1], rtol=0, atol=1e-6)  # the other sequence: untouched
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_packed_document_reads_as_if_it_were_alone(shape):
+    """A document in the middle of a packed sequence gets the logits it gets as a sequence of its own:
+    the mask and the restarted positions together."""
+    model, batch = model_for(shape), packed_batch()
+    with torch.no_grad():
+        packed = model(batch, documents=document_mask(batch, EOT))
+        alone = model(batch[:, 7:16])  # sequence 0's second document (positions 7..15, ending with EOT)
+    torch.testing.assert_close(packed[0, 7:16], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_block_mask_matches_the_boolean_mask(monkeypatch):
+    """The BlockMask path (CUDA's) computes what the boolean-mask fallback computes. Run here uncompiled and
+    without gradients: on a CPU, torch 2.14's FlexAttention has no backward pass."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    monkeypatch.setattr(model_module, "compiled_flex_attention", lambda: flex_attention)
+    model, batch = model_for("llama"), packed_batch()
+    with torch.no_grad():
+        boolean = model(batch, documents=document_mask(batch, EOT, flex=False))
+        flex = model(batch, documents=document_mask(batch, EOT, flex=True))
+    torch.testing.assert_close(flex, boolean, rtol=1e-5, atol=1e-5)
+
+
+def test_kv_cache_generation_is_unchanged_by_the_helpers():
+    """Generation never passes documents: the cached forward still equals the whole-sequence forward."""
+    model, batch = model_for("llama"), packed_batch()[:1, :10]
+    with torch.no_grad():
+        whole = model(batch)
+        model.setup_kv_cache(batch_size=1)
+        stepped = torch.cat([model(batch[:, :6], start=0), model(batch[:, 6:], start=6)], dim=1)
+        model.clear_kv_cache()
+    torch.testing.assert_close(stepped, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def line_documents(tmp_path_factory, shakespeare_slice):
+    """Bytes of Shakespeare, one document per line (~40 bytes): several documents in every 32-byte sequence."""
+    from lit_llm.data.prepare import prepare
+
+    corpus = tmp_path_factory.mktemp("lines") / "lines.txt"
+    corpus.write_text("\n---\n".join(shakespeare_slice.read_text().splitlines()))
+    prepare([str(corpus)], str(corpus.parent / "data"), tokenizer="byte", separator="---", num_workers=1)
+    return corpus.parent / "data"
+
+
+def test_training_with_document_masking_learns(line_documents, tmp_path):
+    """A short fit with ``document_masking`` on short documents lowers the loss, and the masking is in force
+    (the module's loss of a batch differs from the unmasked one)."""
+    from lit_llm.train.datamodule import TokenDataModule
+    from lit_llm.train.module import LitLLM
+
+    module = LitLLM(SMALL, learning_rate=5e-3, warmup_steps=2, sample_tokens=0, document_masking=True)
+    data = TokenDataModule(str(line_documents), batch_size=8, num_workers=0)
+    losses = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    trainer = L.Trainer(
+        max_steps=30,
+        accelerator="cpu",
+        callbacks=[Record()],
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    trainer.fit(module, datamodule=data)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0
+    batch = next(iter(data.train_dataloader()))
+    assert (batch[:, :-1] == module.tokenizer.eot_id).any()
+    with torch.no_grad():
+        masked = module.loss(batch).total
+        module.document_masking = False
+        assert not torch.allclose(module.loss(batch).total, masked)
