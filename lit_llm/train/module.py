@@ -1,4 +1,4 @@
-"""The LightningModule: next-token objective, AdamW + schedule, clipping, non-finite guard, logging."""
+"""The LightningModule: next-token objective, AdamW + schedule, clipping, the skip-step guard, logging."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from torchmetrics.aggregation import MeanMetric
 from lit_llm.checkpoint.files import CHECKPOINT_KEY
 from lit_llm.distributed.parallelize import load_full_state_dict, parallelize
 from lit_llm.model.config import ModelConfig
-from lit_llm.model.model import GPT
+from lit_llm.model.model import GPT, document_mask
 from lit_llm.model.objective import (
     LossName,
+    LossTerms,
     LRSchedule,
     LRScheduleName,
     chunked_next_token_loss,
+    chunked_next_token_loss_with_z,
     next_token_loss,
+    next_token_loss_with_z,
 )
 from lit_llm.model.tokenizer import Tokenizer
 from lit_llm.train.optim import OptimizerName, build_optimizer
@@ -31,32 +34,36 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteGuard:
-    """Skips optimizer steps whose gradient norm is not finite, and counts them, without a host sync.
+    """Skips optimizer steps whose gradient norm is not finite, or that a ``SpikeDetector`` flags, and counts
+    them, without a host sync.
 
     Reading a GPU value makes the host wait for the GPU, so nothing here is read per step: a fused AdamW
     skips the step on the device (its ``found_inf`` input, as AMP's GradScaler drives it: no update, no
     step count), and the counts stay on the device until ``read`` (on logging steps). Other optimizers
-    have no such input; for them the step's gradients are dropped, which reads the norm every step.
+    have no such input; for them the step's gradients are dropped, which reads the decision every step.
     """
 
     def __init__(self) -> None:
         self.skipped_steps = 0  # skipped steps of the run up to the last read
-        self.counts: torch.Tensor | None = None  # on the device: current run, longest run, skipped (since the read)
+        # on the device: current run of non-finite steps, longest such run, skipped steps (since the read)
+        self.counts: torch.Tensor | None = None
 
-    def record(self, optimizer: torch.optim.Optimizer, grad_norm: torch.Tensor) -> None:
+    def record(
+        self, optimizer: torch.optim.Optimizer, grad_norm: torch.Tensor, spike: torch.Tensor | None = None
+    ) -> None:
         nonfinite = ~torch.isfinite(grad_norm)
+        skip = nonfinite if spike is None else nonfinite | spike
         if optimizer.defaults.get("fused"):
-            optimizer.found_inf = nonfinite.float()
-        elif nonfinite:
+            optimizer.found_inf = skip.float()
+        elif skip:
             optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
         if self.counts is None:
             self.counts = torch.zeros(3, dtype=torch.long, device=grad_norm.device)
-        bad = nonfinite.long()
-        run = (self.counts[0] + 1) * bad
-        self.counts = torch.stack([run, torch.maximum(self.counts[1], run), self.counts[2] + bad])
+        run = (self.counts[0] + 1) * nonfinite.long()  # only non-finite steps stop the run (max_nonfinite_steps)
+        self.counts = torch.stack([run, torch.maximum(self.counts[1], run), self.counts[2] + skip.long()])
 
     def read(self) -> tuple[int, int]:
-        """(longest run of consecutive skipped steps, steps skipped) since the last read."""
+        """(longest run of consecutive non-finite steps, steps skipped) since the last read."""
         if self.counts is None:
             return 0, 0
         run, longest, skipped = self.counts.tolist()
@@ -67,6 +74,59 @@ class NonFiniteGuard:
     def total(self) -> int:
         """Skipped steps of the run, those not read yet included."""
         return self.skipped_steps + (int(self.counts[2]) if self.counts is not None else 0)
+
+
+class SpikeDetector:
+    """Flags a step whose loss or gradient norm is more than ``sigma`` standard deviations above the mean of
+    the last ``window`` steps (OLMo-core's skip-step optimizer), on the device, without a host sync.
+
+    Fed values that every rank shares (the loss averaged over ranks, the global gradient norm), every rank
+    flags the same steps. Every finite step enters the window, flagged ones too, as in OLMo-core: a lasting
+    shift in the loss (a new data mixture) is then absorbed within a window instead of skipping every step
+    from then on. Nothing is flagged until the window is full. The window is part of the checkpoint
+    (``state_dict``), so a resumed run flags exactly the steps the uninterrupted run would have.
+    """
+
+    def __init__(self, sigma: float, window: int) -> None:
+        if sigma <= 0 or window < 2:
+            raise ValueError(
+                f"spike_skip_sigma={sigma} and spike_skip_window={window}: the threshold must be positive and "
+                "the window at least 2 steps (or spike_skip_sigma null to turn skipping off)"
+            )
+        self.sigma, self.window = sigma, window
+        self.values: torch.Tensor | None = None  # (window, 2): loss and grad norm of the last steps, oldest first
+        self.filled: torch.Tensor | None = None  # how many of them are real (up to ``window``)
+
+    def check(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+        """Whether this step is a spike (a device bool), then add it to the window."""
+        current = torch.stack([loss.float(), grad_norm.float()])
+        if self.values is None:
+            self.values = current.new_zeros(self.window, 2)
+            self.filled = torch.zeros((), dtype=torch.long, device=current.device)
+        self.values, self.filled = self.values.to(current.device), self.filled.to(current.device)
+        std, mean = torch.std_mean(self.values, dim=0)
+        spike = (self.filled >= self.window) & (current > mean + self.sigma * std).any()
+        finite = torch.isfinite(current).all()
+        self.values = torch.where(finite, torch.cat([self.values[1:], current[None]]), self.values)
+        self.filled = self.filled + finite.long()
+        return spike
+
+    def state_dict(self) -> dict:
+        """Plain types only, so checkpoints load with torch.load(weights_only=True)."""
+        if self.values is None:
+            return {}
+        return {"values": self.values.tolist(), "filled": int(self.filled)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if len(state["values"]) != self.window:
+            raise ValueError(
+                f"the checkpoint's spike window holds {len(state['values'])} steps but model.spike_skip_window is "
+                f"{self.window}; resume with spike_skip_window {len(state['values'])}"
+            )
+        self.values = torch.tensor(state["values"], dtype=torch.float32)
+        self.filled = torch.tensor(state["filled"])
 
 
 def derive_step_counts(trainer: L.Trainer, global_batch_size: int | None, micro_batch: int) -> None:
@@ -120,6 +180,10 @@ class LitLLM(L.LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         loss: LossName = "plain",
+        document_masking: bool = False,
+        z_loss: float = 0.0,
+        spike_skip_sigma: float | None = None,
+        spike_skip_window: int = 100,
         max_nonfinite_steps: int = 5,
         sample_prompt: str = "\n",
         sample_tokens: int = 200,
@@ -151,6 +215,15 @@ class LitLLM(L.LightningModule):
             loss: ``plain`` (logits, then cross-entropy) or ``chunked`` (head and cross-entropy a chunk of
                 tokens at a time: the same loss and gradients without ever holding all the logits, which
                 saves most of a step's memory at a large vocabulary; not with a sharded model).
+            document_masking: each token attends only to the earlier tokens of its own document, and positions
+                restart at 0 with each document (documents end with the tokenizer's end-of-text token). Training
+                and validation only: generation and exported models are plain causal (docs/recipe.md).
+            z_loss: coefficient of the z-loss, ``z_loss · mean(logsumexp(logits)²)`` added to the training
+                loss (e.g. 1e-4; 0: none); logged as ``train/z_loss``. ``train/loss`` stays the cross-entropy.
+            spike_skip_sigma: skip the optimizer step when the step's loss or gradient norm is more than this many
+                standard deviations above the mean of the last ``spike_skip_window`` steps (e.g. 6; null: off).
+                Skipped steps are counted in ``train/skipped_steps``.
+            spike_skip_window: the steps those statistics are taken over; checks start once it is full.
             max_nonfinite_steps: stop after this many consecutive steps with a non-finite loss or gradient
                 (checked on logging steps: every ``trainer.log_every_n_steps``).
             sample_prompt: text the model continues at every validation (logged to TensorBoard).
@@ -185,6 +258,11 @@ class LitLLM(L.LightningModule):
         self.compile = compile
         self.activation_checkpointing = activation_checkpointing
         self.loss_name = loss
+        self.document_masking = document_masking
+        if z_loss < 0:
+            raise ValueError(f"model.z_loss={z_loss} must be >= 0 (e.g. 1e-4, or 0 for none)")
+        self.z_loss = z_loss
+        self.spikes = SpikeDetector(spike_skip_sigma, spike_skip_window) if spike_skip_sigma is not None else None
         self.max_nonfinite_steps = max_nonfinite_steps
         self.sample_prompt = sample_prompt
         self.sample_tokens = sample_tokens
@@ -197,7 +275,9 @@ class LitLLM(L.LightningModule):
         self.source_val_losses = torch.nn.ModuleList()
         self.next_token_loss = next_token_loss  # compiled with the model in configure_model
         self.logs_this_step = True  # set per batch in on_train_batch_start
-        self.step_loss: torch.Tensor | None = None  # the last micro-batch's loss, logged with the step
+        # The step's cross-entropy and z-loss, summed over its micro-batches (means when the step ends)
+        self.step_terms: list[torch.Tensor] | None = None
+        self.step_micro_batches = 0
         self.nonfinite = NonFiniteGuard()
         self.resume_settings: dict | None = None  # set by the CLI; saved in checkpoints, compared on resume
         self.configured_groups: list[dict] = []  # the optimizer's hyperparameters as configured, per group
@@ -264,20 +344,33 @@ class LitLLM(L.LightningModule):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: torch.Tensor, z_loss: float = 0.0) -> LossTerms:
+        """The objective of a batch of (B, T+1) tokens; ``z_loss`` adds that term (training only)."""
         batch = batch.long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
+        # Built here, outside the compiled model: FlexAttention's block mask is made in eager code.
+        documents = document_mask(inputs, self.tokenizer.eot_id) if self.document_masking else None
         if self.loss_name == "chunked":
-            return chunked_next_token_loss(self.trunk(inputs), self.model.lm_head.weight, targets)
-        return self.next_token_loss(self.model(inputs), targets)
+            hidden, head = self.trunk(inputs, documents=documents), self.model.lm_head.weight
+            if z_loss:
+                return chunked_next_token_loss_with_z(hidden, head, targets, z_loss)
+            loss = chunked_next_token_loss(hidden, head, targets)
+        else:
+            logits = self.model(inputs, documents=documents)
+            if z_loss:
+                return next_token_loss_with_z(logits, targets, z_loss)
+            loss = self.next_token_loss(logits, targets)
+        return LossTerms(loss, loss, loss.new_zeros(()))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
-        self.step_loss = loss.detach()
-        return loss
+        terms = self.loss(batch, self.z_loss)
+        parts = [terms.cross_entropy.detach(), terms.z_loss]
+        self.step_terms = parts if self.step_terms is None else [a + b for a, b in zip(self.step_terms, parts)]
+        self.step_micro_batches += 1
+        return terms.total
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
-        loss = self.loss(batch)
+        loss = self.loss(batch).cross_entropy
         self.val_loss.update(loss)
         if len(self.source_val_losses) > 1:
             self.source_val_losses[dataloader_idx].update(loss)
@@ -333,23 +426,34 @@ class LitLLM(L.LightningModule):
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
         if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
             norm = norm.full_tensor()
-        self.nonfinite.record(optimizer, norm)
+        loss, z_loss = (term / self.step_micro_batches for term in self.step_terms)
+        self.step_terms, self.step_micro_batches = None, 0
+        spike = None
+        if self.spikes is not None:
+            # The gradient norm is already global (DDP averaged the gradients; FSDP2's norm is all-reduced):
+            # averaging the loss over ranks too makes every rank take the same decision (a copy: the
+            # all-reduce works in place, and train/loss is this rank's).
+            spike = self.spikes.check(self.trainer.strategy.reduce(loss.clone(), reduce_op="mean"), norm)
+        self.nonfinite.record(optimizer, norm, spike)
         if self.logs_this_step:
-            self._log_step(norm)
+            self._log_step(loss, z_loss, norm)
 
-    def _log_step(self, grad_norm: torch.Tensor) -> None:
+    def _log_step(self, loss: torch.Tensor, z_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """Step metrics, on the steps the logger writes, read from the device in one go and logged as CPU
-        values: the progress bar converts its metrics every step, which for a GPU value is a host sync."""
-        loss, grad_norm = torch.stack([self.step_loss.float(), grad_norm.float()]).cpu()
+        values: the progress bar converts its metrics every step, which for a GPU value is a host sync.
+        ``train/loss`` is this rank's cross-entropy over the step's micro-batches."""
+        loss, z_loss, grad_norm = torch.stack([loss.float(), z_loss.float(), grad_norm.float()]).cpu()
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=False)
+        if self.z_loss:
+            self.log("train/z_loss", z_loss, on_step=True, on_epoch=False, sync_dist=False)
         self.log("train/grad_norm", grad_norm, on_step=True, on_epoch=False, sync_dist=False)
         self.log("train/lr", torch.tensor(self.optimizers().param_groups[0]["lr"]), on_step=True, on_epoch=False)
         longest_run, skipped = self.nonfinite.read()
         self.log("train/skipped_steps", torch.tensor(float(self.nonfinite.skipped_steps)), on_step=True, on_epoch=False)
         if skipped:
             rank_zero_info(
-                f"step {self.trainer.global_step}: {skipped} step(s) with a non-finite loss or gradient norm "
-                f"skipped since the last logging step ({self.nonfinite.skipped_steps} in all)"
+                f"step {self.trainer.global_step}: {skipped} step(s) with a non-finite or spiking loss or gradient "
+                f"norm skipped since the last logging step ({self.nonfinite.skipped_steps} in all)"
             )
         if longest_run >= self.max_nonfinite_steps:
             raise NonFiniteLossError(
@@ -390,11 +494,15 @@ class LitLLM(L.LightningModule):
             "model_config": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_json(),
             "skipped_steps": self.nonfinite.total(),
+            **({"spike_window": self.spikes.state_dict()} if self.spikes is not None else {}),
             **({"resume_settings": self.resume_settings} if self.resume_settings is not None else {}),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.nonfinite.skipped_steps = checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_steps", 0)
+        saved = checkpoint.get(CHECKPOINT_KEY, {})
+        self.nonfinite.skipped_steps = saved.get("skipped_steps", 0)
+        if self.spikes is not None:
+            self.spikes.load_state_dict(saved.get("spike_window", {}))
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Lightning writes step metrics when (optimizer steps done + 1) % log_every_n_steps == 0 and at the
