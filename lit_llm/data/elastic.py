@@ -61,8 +61,9 @@ def mix(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Stage:
-    """The mixture in use from stream position ``start`` on: source names, their weights, their sizes (in
-    sequences), and ``offsets``: sequences of each source consumed before this stage began."""
+    """The mixture in use from stream position ``start`` on: the sources (``names``: a stable identity of
+    each, such as its fingerprint), their weights, their sizes (in sequences), and ``offsets``: sequences of
+    each source consumed before this stage began."""
 
     names: list[str]
     weights: list[float]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
 from lit_llm.data.elastic import GlobalOrder, Stage
@@ -192,19 +191,25 @@ class TokenDataModule(L.LightningDataModule):
     @cached_property
     def stage(self) -> Stage:
         """The mixture this session trains on, from the resumed position: the checkpoint's stage, or a new
-        one when the sources, their weights, sizes or the seed changed (an annealing stage, say)."""
-        names, weights = [s.name for s in self.sources], [s.weight for s in self.sources]
+        one when the sources, their weights, sizes or the seed changed (an annealing stage, say). Sources are
+        known by their fingerprint (their path for a dataset prepared before fingerprints), so a source kept
+        into a new stage continues its pass whatever its name or path there."""
+        keys = [identity["fingerprint"] or identity["path"] for identity in self.identities]
+        weights = [source.weight for source in self.sources]
         sizes = [count_sequences(view / "train", self.sequence_length + 1) for view in self.views]
         if self.resumed is None:
-            return Stage(names, weights, sizes, self.seed)
+            return Stage(keys, weights, sizes, self.seed)
         previous = Stage(**self.resumed["stage"])
         position = self.position(self.trainer.global_step)
-        stage = previous.next(names, weights, sizes, self.seed, position)
-        if stage is not previous:
-            kept = ", ".join(f"{name} from its sequence {n:,}" for name, n in stage.offsets.items() if name in names)
-            rank_zero_info(
-                f"data: a new stage from sequence {position:,} on: {', '.join(map(str, zip(names, weights)))}"
-                + (f"; continuing {kept}" if kept else "")
+        stage = previous.next(keys, weights, sizes, self.seed, position)
+        if stage is not previous and self.trainer.is_global_zero:  # stdout, with the run line: what runs
+            names = dict(zip(keys, self.val_source_names))
+            kept = ", ".join(
+                f"{names[key]} from its sequence {n:,}" for key, n in stage.offsets.items() if key in names
+            )
+            mixture = ", ".join(f"{name} {weight:g}" for name, weight in zip(self.val_source_names, weights))
+            print(
+                f"data: a new stage from sequence {position:,} on: {mixture}" + (f"; continuing {kept}" if kept else "")
             )
         return stage
 
