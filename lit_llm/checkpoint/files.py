@@ -18,6 +18,7 @@ from lit_llm.errors import CheckpointSaveError
 
 CHECKPOINT_KEY = "lit_llm"  # where a checkpoint keeps what rebuilds the model and tokenizer
 SHARDED_METADATA = "meta.pt"  # Lightning's file of non-tensor state inside a sharded checkpoint folder
+EMA_KEY = "ema_state_dict"  # the weights' moving average (train.callbacks.WeightEMA), keyed as state_dict
 
 
 def replace_atomically(tmp: Path, path: Path) -> None:

@@ -4,6 +4,12 @@ One dataset (``data_dir``) or a weighted mixture of several (``sources``), each 
 object-storage prefix (``s3://...``). A mixture draws each training sequence from a source chosen with
 probability proportional to its weight (LitData's ``CombinedStreamingDataset``), and validates on every
 source separately so the module can log ``val/<name>/loss`` next to the overall ``val/loss``.
+
+``elastic: true`` replaces LitData's training order by one that does not depend on the number of processes
+(`lit_llm.data.elastic`): a run resumes on another device count with the same sequences at every step, and
+a resume that changes the mixture starts a new stage of it where the run is. LitData's own order (the
+default) changes with the device count, and after an epoch boundary a run resumed on another count no longer
+sees what the uninterrupted run would have (docs/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
+from lit_llm.data.elastic import GlobalOrder, Stage
 from lit_llm.data.format import read_index, read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset
 from lit_llm.data.shards import open_split
@@ -69,6 +76,7 @@ class TokenDataModule(L.LightningDataModule):
         sources: list[DataSource] | None = None,
         storage_options: dict | None = None,
         cache_dir: str | None = None,
+        elastic: bool = False,
     ) -> None:
         """
         Args:
@@ -81,6 +89,10 @@ class TokenDataModule(L.LightningDataModule):
             sources: several prepared datasets to mix, each with a weight (see `DataSource`).
             storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
             cache_dir: where remote datasets are cached locally (default: ``$LIT_LLM_CACHE`` or ~/.cache/lit-llm).
+            elastic: train in an order that does not depend on the device count, so a run can resume on another
+                number of processes (same global batch) and see the same sequences at every step, and a resume
+                may change the mixture (a new stage). Sequences are read in a global random order: best with
+                local data (or a cache that holds the whole dataset). Off: LitData's order.
         """
         super().__init__()
         self.sources = resolve_sources(data_dir, sources)
@@ -97,6 +109,8 @@ class TokenDataModule(L.LightningDataModule):
         self.tokenizer = shared_tokenizer(self.sources, self.views)
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
+        self.elastic = elastic
+        self.resumed: dict | None = None  # elastic: the order's state in the checkpoint resumed from
 
     @property
     def vocab_size(self) -> int:
@@ -119,7 +133,9 @@ class TokenDataModule(L.LightningDataModule):
         return self.seq_len or self.block_size
 
     @cached_property
-    def train_dataset(self) -> StreamingDataset | CombinedStreamingDataset:
+    def train_dataset(self) -> StreamingDataset | CombinedStreamingDataset | GlobalOrder:
+        if self.elastic:
+            return GlobalOrder([self._dataset(i, "train", shuffle=False) for i in range(len(self.sources))], self.stage)
         datasets = [self._dataset(i, "train", shuffle=True) for i in range(len(self.sources))]
         if len(datasets) == 1:
             return datasets[0]
@@ -139,9 +155,7 @@ class TokenDataModule(L.LightningDataModule):
         """The loaders drop incomplete batches: a split without one whole batch per device would skip validation
         (no best checkpoint) or train nothing, and still exit 0."""
         devices = self.trainer.world_size if self.trainer is not None else 1
-        # counted from the index as LitData's TokensLoader cuts them: whole sequences within each chunk (asking the
-        # dataset its len() here would fix its per-worker layout before the loader sets the worker count)
-        sequences = sum(chunk["dim"] // sequence_tokens for chunk in read_index(split_dir)["chunks"])
+        sequences = count_sequences(split_dir, sequence_tokens)
         if sequences < self.batch_size * devices:
             larger = " (or a larger --val_fraction)" if where.endswith("/val") else ""
             raise ValueError(
@@ -161,8 +175,63 @@ class TokenDataModule(L.LightningDataModule):
             worker_init_fn=ignore_stop_signals,
         )
 
-    def train_dataloader(self) -> StreamingDataLoader:
+    def train_dataloader(self) -> StreamingDataLoader | ElasticLoader:
+        if self.elastic:
+            return ElasticLoader(
+                self,
+                self.train_dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                worker_init_fn=ignore_stop_signals,
+            )
         return self._loader(self.train_dataset)
+
+    # ---- the elastic order's position: sequences consumed, saved in every checkpoint ---------------------
+    @cached_property
+    def stage(self) -> Stage:
+        """The mixture this session trains on, from the resumed position: the checkpoint's stage, or a new
+        one when the sources, their weights, sizes or the seed changed (an annealing stage, say). Sources are
+        known by their fingerprint (their path for a dataset prepared before fingerprints), so a source kept
+        into a new stage continues its pass whatever its name or path there."""
+        keys = [identity["fingerprint"] or identity["path"] for identity in self.identities]
+        weights = [source.weight for source in self.sources]
+        sizes = [count_sequences(view / "train", self.sequence_length + 1) for view in self.views]
+        if self.resumed is None:
+            return Stage(keys, weights, sizes, self.seed)
+        previous = Stage(**self.resumed["stage"])
+        position = self.position(self.trainer.global_step)
+        stage = previous.next(keys, weights, sizes, self.seed, position)
+        if stage is not previous and self.trainer.is_global_zero:  # stdout, with the run line: what runs
+            names = dict(zip(keys, self.val_source_names))
+            kept = ", ".join(
+                f"{names[key]} from its sequence {n:,}" for key, n in stage.offsets.items() if key in names
+            )
+            mixture = ", ".join(f"{name} {weight:g}" for name, weight in zip(self.val_source_names, weights))
+            print(
+                f"data: a new stage from sequence {position:,} on: {mixture}" + (f"; continuing {kept}" if kept else "")
+            )
+        return stage
+
+    def global_batch(self) -> int:
+        trainer = self.trainer
+        return self.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+
+    def position(self, step: int) -> int:
+        """Sequences of the stream consumed when optimizer step ``step`` starts: from the resumed checkpoint's
+        count, at this session's global batch (the same as before unless --resume_with_changes changed it)."""
+        if self.resumed is None:  # a new run, or one resumed from a checkpoint of LitData's order
+            return step * self.global_batch()
+        return self.resumed["position"] + (step - self.resumed["step"]) * self.global_batch()
+
+    def state_dict(self) -> dict:
+        if not self.elastic or self.trainer is None:
+            return {}
+        step = self.trainer.global_step
+        return {"elastic": {"position": self.position(step), "step": step, "stage": self.stage.state()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resumed = state.get("elastic")
 
     def val_dataloader(self) -> StreamingDataLoader | list[StreamingDataLoader]:
         loaders = [self._loader(dataset) for dataset in self.val_datasets]
@@ -178,21 +247,46 @@ class StepNamingLoader(StreamingDataLoader):
         self.datamodule = datamodule
 
     def __iter__(self):
-        batches = super().__iter__()
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except CorruptShardError as err:
-                # from a worker process, the message holds the worker's traceback; its last line is ours
-                reason = str(err).strip().splitlines()[-1].removeprefix(f"{CorruptShardError.__module__}.")
-                reason = reason.removeprefix(f"{CorruptShardError.__name__}: ")
-                trainer = self.datamodule.trainer
-                step = trainer.global_step if trainer is not None else "?"
-                resume = "; nothing was saved after the last checkpoint: mend the data, resume with --ckpt_path last"
-                raise CorruptShardError(f"at step {step}: {reason}{resume if step else ''}") from None
-            yield batch
+        return name_corrupt_shards(super().__iter__(), self.datamodule.trainer)
+
+
+class ElasticLoader(torch.utils.data.DataLoader):
+    """The elastic order's loader: each time Lightning starts iterating (once per fit: the stream is endless),
+    the order learns this process's share of the global batch and where the run is, from the step."""
+
+    def __init__(self, datamodule: TokenDataModule, dataset: GlobalOrder, **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        self.datamodule = datamodule
+
+    def __iter__(self):
+        trainer, order = self.datamodule.trainer, self.dataset
+        order.start = self.datamodule.position(trainer.global_step)
+        order.rank, order.world_size = trainer.global_rank, trainer.world_size
+        order.batch_size, order.accumulation = self.batch_size, trainer.accumulate_grad_batches
+        return name_corrupt_shards(super().__iter__(), trainer)
+
+
+def name_corrupt_shards(batches, trainer):
+    """The batches, with a CorruptShardError said in one line with the step (see StepNamingLoader)."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except CorruptShardError as err:
+            # from a worker process, the message holds the worker's traceback; its last line is ours
+            reason = str(err).strip().splitlines()[-1].removeprefix(f"{CorruptShardError.__module__}.")
+            reason = reason.removeprefix(f"{CorruptShardError.__name__}: ")
+            step = trainer.global_step if trainer is not None else "?"
+            resume = "; nothing was saved after the last checkpoint: mend the data, resume with --ckpt_path last"
+            raise CorruptShardError(f"at step {step}: {reason}{resume if step else ''}") from None
+        yield batch
+
+
+def count_sequences(split_dir: Path, sequence_tokens: int) -> int:
+    """Sequences of a split, counted from its index as LitData's TokensLoader cuts them: whole sequences within
+    each chunk (asking the dataset its len() would fix its per-worker layout before the loader sets it)."""
+    return sum(chunk["dim"] // sequence_tokens for chunk in read_index(split_dir)["chunks"])
 
 
 class WeightedMixture(CombinedStreamingDataset):

@@ -40,7 +40,11 @@ EXACT_RESUME = (
     "data/seq_len",
     "data/seed",
     "data/num_workers",
+    "data/elastic",
 )  # fmt: skip
+# What data.elastic frees: its order depends only on the global batch, so the device count, the micro batch
+# and the loader workers may change between sessions (the global batch is compared instead).
+ELASTIC_FREE = ("trainer/world_size", "data/batch_size", "data/num_workers", "trainer/accumulate_grad_batches")
 
 
 def is_secret(key: str) -> bool:
@@ -117,16 +121,24 @@ def hparam_value(value):
 
 
 def resume_settings(config: dict, world_size: int, identities: list[dict]) -> dict:
-    """The settings of ``EXACT_RESUME`` from a resolved configuration, with the device count and the
-    datasets' identities (`TokenDataModule.identities`: a dataset changed under a run resumes into other
-    batches)."""
+    """The settings of ``EXACT_RESUME`` from a resolved configuration, with the device count, the global
+    batch, the datasets' identities (`TokenDataModule.identities`: a dataset changed under a run resumes
+    into other batches) and the mixture's weights. Under ``data.elastic`` the device count, micro batch and
+    workers are left out (``ELASTIC_FREE``): only the global batch matters."""
     flat = flatten(config)
-    return {
+    sources = flat.get("data/sources") or [{}]
+    settings = {
         **{key: flat.get(key) for key in EXACT_RESUME},
         "trainer/world_size": world_size,
+        "data/global_batch": flat.get("model/global_batch_size")
+        or (flat.get("data/batch_size") or 0) * world_size * (flat.get("trainer/accumulate_grad_batches") or 1),
         "data/fingerprints": [identity["fingerprint"] for identity in identities],
+        "data/weights": [source.get("weight", 1.0) if isinstance(source, dict) else 1.0 for source in sources],
         "data/tokenizer_sha256": identities[0]["tokenizer_sha256"],  # a mixture's sources share one tokenizer
     }
+    if flat.get("data/elastic"):
+        settings = {key: value for key, value in settings.items() if key not in ELASTIC_FREE}
+    return settings
 
 
 def changed_settings(saved: dict, current: dict) -> list[str]:

@@ -8,17 +8,27 @@ from pathlib import Path
 
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 
-from lit_llm.checkpoint.files import replace_atomically
+from lit_llm.checkpoint.files import SHARDED_METADATA, replace_atomically
 
 
 class FSDP2Strategy(ModelParallelStrategy):
     """Pure data-parallel FSDP2 over every process of every node, with atomically replaced checkpoints.
 
     ModelParallelStrategy's "auto" sizes mean one data-parallel group per node; FSDP shards over all.
+
+    ``async_save``: a checkpoint's tensors are copied to host memory while training waits, then written by a
+    background thread (torch.distributed.checkpoint.async_save) while training goes on. One save is in
+    flight at a time: the next save, and the end of fit (normal, a signal, an error), first wait for it to
+    complete and be renamed into place. Until then the previous checkpoint of that name is the one on disk,
+    and a kill mid-write leaves only ``NAME.tmp``, which a resume never reads. Costs host memory for one copy
+    of the weights and optimizer state of this rank.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, async_save: bool = False, **kwargs) -> None:
         super().__init__(data_parallel_size="auto", tensor_parallel_size=1, **kwargs)
+        self.async_save = async_save
+        self.pending: tuple | None = None  # (future, NAME.tmp, NAME) of the save in flight
+        self.save_group = None  # the background writes' own gloo group: never interleaved with training's
 
     def setup_environment(self) -> None:
         self._data_parallel_size = self.num_nodes * self.num_processes
@@ -28,14 +38,52 @@ class FSDP2Strategy(ModelParallelStrategy):
         """Sharded checkpoints are folders: write NAME.tmp, then swap it in, so a kill leaves the old one."""
         path = Path(self.broadcast(str(filepath)))
         tmp = path.with_name(path.name + ".tmp")
+        self.finish_pending_save()
         if self.global_rank == 0 and tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         self.barrier()
+        if self.async_save and self._save_distributed_checkpoint:
+            self.start_async_save(checkpoint, tmp, path)
+            return
         super().save_checkpoint(checkpoint, tmp, storage_options)
         self.barrier()
         if self.global_rank == 0:
             replace_atomically(tmp, path)
         self.barrier()
+
+    def start_async_save(self, checkpoint: dict, tmp: Path, path: Path) -> None:
+        """What ModelParallelStrategy.save_checkpoint writes (the tensors by torch.distributed.checkpoint, the
+        rest in meta.pt by rank 0), with the tensors written in the background."""
+        import torch
+        import torch.distributed as dist
+        import torch.distributed.checkpoint as dcp
+
+        if self.save_group is None:
+            self.save_group = dist.new_group(backend="gloo")
+        tmp.mkdir(parents=True, exist_ok=True)
+        tensors = {"state_dict": checkpoint.pop("state_dict")}
+        tensors.update({f"optimizer_{i}": state for i, state in enumerate(checkpoint.pop("optimizer_states", []))})
+        if self.global_rank == 0:
+            torch.save(checkpoint, tmp / SHARDED_METADATA)
+        future = dcp.async_save(tensors, checkpoint_id=tmp, process_group=self.save_group)
+        self.pending = (future, tmp, path)
+
+    def finish_pending_save(self) -> None:
+        """Wait for the save in flight, then rename it into place. Rank 0's write completes last: it writes
+        the checkpoint's ``.metadata`` once every rank has reported its files written."""
+        if self.pending is None:
+            return
+        future, tmp, path = self.pending
+        self.pending = None
+        future.result()
+        if self.global_rank == 0:
+            replace_atomically(tmp, path)
+
+    def teardown(self) -> None:
+        try:
+            self.finish_pending_save()  # a run ends with its last save on disk, however it ends
+        finally:
+            super().teardown()
 
 
 if "fsdp2" not in StrategyRegistry:
