@@ -39,6 +39,7 @@ from lit_llm.data.readers import (
     FileScan,
     Part,
     ReadOptions,
+    file_size,
     read_part,
 )
 from lit_llm.data.shards import (
@@ -220,7 +221,7 @@ def warn_if_one_document(jobs: list[Job], options: ReadOptions) -> None:
     """A large text file read as the only document is split by position and trains without document ends: say
     so, in case it holds several documents."""
     job = jobs[0]
-    size = Path(job.part.path).stat().st_size
+    size = file_size(job.part.path)
     if job.train_fraction is None or job.part.format != TEXT or size < ONE_DOCUMENT_BYTES:
         return
     found = "no --separator given" if options.separator is None else f"no line holds only {options.separator!r}"
@@ -336,9 +337,9 @@ def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_m
     return written
 
 
-def refuse_duplicates(previous: dict, files: list[Path]) -> None:
+def refuse_duplicates(previous: dict, files: list[str]) -> None:
     known = {source.split("[")[0] for split in previous["splits"].values() for source in split["sources"]}
-    repeated = [str(p) for p in files if str(p) in known]
+    repeated = [p for p in files if p in known]
     if repeated:
         raise ValueError(
             f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to "
