@@ -77,7 +77,9 @@ def prepare(
 
     Args:
         inputs: text, JSON Lines (.jsonl/.ndjson) or Parquet files, folders (searched recursively) or globs;
-            ``.gz`` and ``.zst`` files are decompressed.
+            ``.gz`` and ``.zst`` files are decompressed. Also URLs, streamed through fsspec, never copied whole:
+            ``hf://datasets/ORG/NAME/data/*.parquet`` (the Hugging Face Hub; a token from ``HF_TOKEN``),
+            ``s3://``, ``gs://``, ``file://`` or any fsspec protocol whose client is installed.
         output_dir: a local folder, or an ``s3://``/``gs://``/``r2://`` prefix.
         tokenizer: ``byte`` (the default for a new dataset), ``bpe`` (trained here) or a tokenizer.json file.
             An append uses the dataset's own tokenizer and refuses a different one.
