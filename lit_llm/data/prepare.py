@@ -56,7 +56,7 @@ from lit_llm.data.tasks import (
     merge_units,
     plan_units,
     run_task,
-    save_task_tokenizer,
+    task_tokenizer,
     stamp_indexes,
 )
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
@@ -381,7 +381,7 @@ def prepare_in_tasks(
             "--tokenizer bpe trains on the whole corpus, which no single task reads: train it first (a one-task "
             "`lit-llm prepare --tokenizer bpe` on a sample) and pass its tokenizer.json"
         )
-    tokenizer_path = save_task_tokenizer(tok, tasks_path)
+    tokenizer_path = task_tokenizer(tok, tasks_path, create=not merge)
     units = plan_units(files, unit_bytes)
     description = describe(tokenizer, tok, val_fraction, None, seed, text_field, separator)
     if not merge:

@@ -82,12 +82,13 @@ def plan_units(files: list[str], unit_bytes: int) -> list[Unit]:
     return units
 
 
-def save_task_tokenizer(tok: Tokenizer, tasks_dir: Path) -> Path:
-    """The tokenizer every task encodes with, written once; a tasks folder holding another one is refused."""
+def task_tokenizer(tok: Tokenizer, tasks_dir: Path, create: bool) -> Path:
+    """The tokenizer every task encodes with, written once (the merge writes nothing: ``create`` False); a tasks
+    folder holding another one is refused."""
     path = tasks_dir / TOKENIZER
     text = tok.to_json()
-    if path.exists():
-        if path.read_text() != text:
+    if path.exists() or not create:
+        if path.exists() and path.read_text() != text:
             raise ValueError(
                 f"{tasks_dir} holds the tasks of a prepare with another tokenizer; delete it or pass another "
                 "--tasks_dir"
@@ -168,7 +169,10 @@ def merge_units(
 ) -> tuple[dict, dict]:
     """Link every unit's shards into ``staging`` in unit order, one index per split; returns (written, stats)
     summed over the units, as `prepare` counts them."""
-    records = [finished(unit, tasks_dir, unit_settings(unit, tokenizer_path, description)) for unit in units]
+    records = [
+        finished(unit, tasks_dir, unit_settings(unit, tokenizer_path, description)) if tokenizer_path.exists() else None
+        for unit in units
+    ]
     missing = sorted({unit.index % num_tasks for unit, record in zip(units, records) if record is None})
     if missing:
         raise ValueError(
