@@ -56,8 +56,8 @@ from lit_llm.data.tasks import (
     merge_units,
     plan_units,
     run_task,
-    task_tokenizer,
     stamp_indexes,
+    task_tokenizer,
 )
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
