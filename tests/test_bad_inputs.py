@@ -104,6 +104,8 @@ ROWS = [
         ("--tokenizer bpe", "tokenizer.json")),
     Row("prepare-merge-before-tasks", ["prepare", "--inputs", "WS/in/more.txt", "--output_dir", "WS/out",
                                        "--num_tasks", "2", "--merge", "true"], ("tasks 0", "--task_index")),
+    Row("prepare-unknown-curation-step", ["prepare", "--inputs", "WS/in/more.txt", "--output_dir", "WS/out",
+                                          "--curation", "[minhas]"], ("'minhas'", "choose from")),
     # ---- fit / validate -------------------------------------------------------------------------------
     Row("fit-shape-not-divisible", [*FIT, *NEW_RUN, "--model.architecture.n_embd", "130"],
         ("n_embd=130", "n_head=4", "pick sizes that divide")),

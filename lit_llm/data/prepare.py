@@ -88,6 +88,7 @@ def prepare(
     merge: bool = False,
     tasks_dir: str | None = None,
     unit_bytes: int = UNIT_BYTES,
+    curation: list[str] | None = None,
 ) -> dict:
     """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
 
@@ -124,6 +125,10 @@ def prepare(
             ``output_dir``. Deleted after the merge.
         unit_bytes: with ``num_tasks``: input bytes per unit of work (consecutive files); every task and the merge
             must use the same value, which decides the shards' layout and the validation draw.
+        curation: datatrove steps run over the documents before the split and tokenization (off by default):
+            ``gopher_quality``, ``gopher_repetition``, ``c4``, ``fineweb`` (quality filters), ``exact_dedup``,
+            ``minhash`` (near duplicates). What each removed is recorded in metadata.json. See
+            `lit_llm.data.curate`; needs ``pip install 'lit-llm[curate]'``.
     """
     if num_tasks is not None or merge or task_index is not None:
         return prepare_in_tasks(**locals())
@@ -132,6 +137,7 @@ def prepare(
     target = check_destination(output_dir, overwrite, append, storage_options, inputs, exclude)
     files = resolve_inputs(inputs, exclude)
     options = ReadOptions(text_field, separator)
+    steps = check_curation(curation, append)
     staging = open_staging(target, append, storage_options)
     try:
         previous = None
@@ -147,6 +153,11 @@ def prepare(
             if not parts:
                 raise ValueError(no_text_message(scans))
             stats = input_stats(scans)
+            curated = None
+            if steps:
+                parts, options, curated = curated_parts(
+                    parts, options, steps, staging, workers, part_bytes, worker_map_fn
+                )
             jobs = assign_splits(parts, val_fraction, val_size, seed)
             warn_if_one_document(jobs, options)
             if tok is None:
@@ -156,6 +167,9 @@ def prepare(
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)
         description = describe(tokenizer, tok, val_fraction, val_size, seed, text_field, separator)
+        if curated:
+            description["curation"] = curated
+            written = from_inputs(written, files, staging)
         metadata = build_metadata(staging, written, stats, list(inputs), previous or description)
         metadata = identified(staging, metadata, target, append)
         write_json(staging / METADATA, metadata)
@@ -335,6 +349,50 @@ def training_sample(jobs: list[Job], options: ReadOptions, budget: int | None, s
             yield text
 
 
+# ---- curation -----------------------------------------------------------------------------------------
+
+CURATION_WORK = ".curation"  # in the staging folder: datatrove's work files and the curated documents
+
+
+def check_curation(curation: list[str] | None, append: bool) -> list[str]:
+    if not curation:
+        return []
+    if append:
+        raise ValueError("--curation does not work with --append (dedup would not see the dataset's documents)")
+    from lit_llm.data.curate import check_steps
+
+    return check_steps(curation)
+
+
+def curated_parts(
+    parts: list[Part],
+    options: ReadOptions,
+    steps: list[str],
+    staging: Path,
+    workers: int,
+    part_bytes: int,
+    worker_map_fn,
+) -> tuple[list[Part], ReadOptions, dict]:
+    """The parts of the curated corpus (JSON Lines written by datatrove), how to read them and what was removed."""
+    from lit_llm.data.curate import curate
+
+    files, record = curate(parts, options, steps, staging / CURATION_WORK, workers)
+    curated_options = ReadOptions(text_field="text")
+    scans = scan_inputs(files, curated_options, part_bytes, worker_map_fn)
+    curated = [part for scan in scans for part in scan.parts]
+    if not curated:
+        raise ValueError(f"--curation {','.join(steps)} removed every document ({record['removed']}); drop a filter")
+    return curated, curated_options, record
+
+
+def from_inputs(written: dict, files: list[str], staging: Path) -> dict:
+    """Counts with the input files as sources (the curated files were temporary), the curated files removed."""
+    shutil.rmtree(staging / CURATION_WORK)
+    return {
+        split: {**counts, "sources": list(files) if counts["documents"] else []} for split, counts in written.items()
+    }
+
+
 # ---- several tasks ------------------------------------------------------------------------------------
 
 
@@ -358,6 +416,7 @@ def prepare_in_tasks(
     merge: bool,
     tasks_dir: str | None,
     unit_bytes: int,
+    curation: list[str] | None,
     **_,
 ) -> dict:
     """One task of a prepare split into ``num_tasks`` (or, with ``merge``, the step that joins them): see
@@ -367,10 +426,9 @@ def prepare_in_tasks(
     if num_tasks is None:
         raise ValueError("--task_index and --merge need --num_tasks N, the number of tasks of the job")
     check_task_arguments(num_tasks, task_index, merge)
-    if append or val_size is not None:
-        raise ValueError(
-            f"--{'append' if append else 'val_size'} does not work with --num_tasks: prepare in one task, or drop it"
-        )
+    if append or val_size is not None or curation:
+        flag = "append" if append else "val_size" if val_size is not None else "curation"
+        raise ValueError(f"--{flag} does not work with --num_tasks: prepare in one task, or drop it")
     target = check_destination(output_dir, overwrite, False, storage_options, inputs, exclude)
     tasks_path = default_tasks_dir(output_dir, tasks_dir, is_remote(target))
     files = resolve_inputs(inputs, exclude)
