@@ -3,7 +3,6 @@ each step removed in metadata.json and `data info`."""
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 

@@ -97,7 +97,8 @@ def print_info(info: dict) -> None:
 
 def curation_line(curation: dict) -> str:
     removed = ", ".join(f"{step} {count:,}" for step, count in curation["removed"].items())
-    return f"curation   {curation['documents_in']:,} documents in; removed by {removed}; {curation['documents_out']:,} kept"
+    kept = curation["documents_out"]
+    return f"curation   {curation['documents_in']:,} documents in; removed by {removed}; {kept:,} kept"
 
 
 CLI = {
