@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 from lit_llm.data.readers import Part, ReadOptions, read_part
@@ -48,6 +48,21 @@ def _import(name: str):
         raise ValueError(
             f"--curation needs the {err.name} package, which is not installed; pip install 'lit-llm[curate]'"
         ) from None
+
+
+@contextmanager
+def datatrove_logs_to(path: Path) -> Iterator[None]:
+    """datatrove logs every step of every task to stderr (loguru): into a file in the work folder instead.
+    The forked tasks log to the redirected sys.stderr; failures still raise in `curate`."""
+    from datatrove.utils.logging import logger, setup_default_logger
+
+    with open(path, "w") as quiet, redirect_stderr(quiet):
+        logger.remove()
+        logger.add(quiet)
+        try:
+            yield
+        finally:
+            setup_default_logger()  # loguru's handler on the real stderr again
 
 
 def quality_filter(step: str):
@@ -92,8 +107,7 @@ def curate(
         log.info("curation: %s (%d tasks)", name, n_tasks)
         logs = work_dir / "logs" / name
         logs.mkdir(parents=True)
-        # datatrove's tasks log every step to stderr: keep them in the work folder (failures still raise here)
-        with open(logs / "stderr.log", "w") as quiet, redirect_stderr(quiet):
+        with datatrove_logs_to(logs / "stderr.log"):
             stats = executor.LocalPipelineExecutor(
                 pipeline,
                 tasks=n_tasks,
