@@ -135,15 +135,15 @@ def run_litdata(shards: Path, tokenizer: Path, out: Path) -> int:
     return sum(chunk["dim"] for chunk in index["chunks"])
 
 
-def throughput(data: Path, work: Path, target_mb: float, vocab_size: int) -> None:
+def throughput(data: Path, work: Path, target_mb: float, vocab_size: int, sample_mb: float) -> None:
     documents = corpus_documents(data)
     mb = write_shards(documents, work / "shards", target_mb)
     sample = random.Random(0).sample(documents, len(documents))
     budget, picked = 0, []
-    for doc in sample:  # the tokenizer trains on ~10 MB of the corpus, not timed
+    for doc in sample:  # the tokenizer trains on a sample of the corpus, not timed
         picked.append(doc)
         budget += len(doc)
-        if budget > 10_000_000:
+        if budget > sample_mb * 1e6:
             break
     train_bpe(picked, vocab_size).save(str(work / "tokenizer.json"))
     print(f"\ncorpus: {mb:.1f} MB of text in {len(list((work / 'shards').glob('*.jsonl')))} JSON Lines shards")
@@ -225,11 +225,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--mb", type=float, default=110, help="corpus size in MB of text")
     parser.add_argument("--vocab_size", type=int, default=16384)
+    parser.add_argument("--tokenizer_sample_mb", type=float, default=3, help="BPE training text (not timed)")
     parser.add_argument("--skip", choices=["throughput", "dedup"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.skip != "throughput":
-            throughput(Path(args.data), Path(tmp) / "throughput", args.mb, args.vocab_size)
+            throughput(Path(args.data), Path(tmp) / "throughput", args.mb, args.vocab_size, args.tokenizer_sample_mb)
         if args.skip != "dedup":
             (Path(tmp) / "dedup").mkdir()
             dedup(Path(args.data), Path(tmp) / "dedup")
