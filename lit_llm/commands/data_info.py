@@ -28,7 +28,8 @@ def data_info(
         The printed facts: ``tokenizer`` (kind, vocab_size, eot_id), ``identity`` (fingerprint and tokenizer
         sha256, see `identity.check_dataset`), ``splits`` (per split: documents,
         tokens, text bytes, shards, shard bytes), ``skipped`` (binary and empty files, empty documents,
-        replaced bytes) and ``samples`` (the decoded texts).
+        replaced bytes), ``curation`` (documents in, removed by each step, kept; None when not curated) and
+        ``samples`` (the decoded texts).
     """
     view = local_view(data_dir, storage_options, cache_dir)
     identity = check_dataset(view, source=data_dir)
@@ -45,6 +46,7 @@ def data_info(
             "empty_documents": metadata.get("empty_documents", 0),
             "replaced_bytes": metadata["replaced_bytes"],
         },
+        "curation": metadata.get("curation"),
     }
     train = open_split(data_dir, view, "train", sample_tokens, storage_options=storage_options) if samples else None
     info["samples"] = (
@@ -87,8 +89,16 @@ def print_info(info: dict) -> None:
         f"skipped    {skipped['binary_files']} binary file(s), {skipped['empty_files']} empty file(s), "
         f"{skipped['empty_documents']} empty document(s); {skipped['replaced_bytes']} invalid UTF-8 bytes replaced"
     )
+    if info["curation"]:
+        print(curation_line(info["curation"]))
     for i, text in enumerate(info["samples"], 1):
         print(f"\n--- training sample {i} of {len(info['samples'])} ({len(text)} characters) ---\n{text}")
+
+
+def curation_line(curation: dict) -> str:
+    removed = ", ".join(f"{step} {count:,}" for step, count in curation["removed"].items())
+    kept = curation["documents_out"]
+    return f"curation   {curation['documents_in']:,} documents in; removed by {removed}; {kept:,} kept"
 
 
 CLI = {

@@ -52,7 +52,8 @@ def local_destination(
     target = folder.resolve()
     occupied = target.exists() and any(target.iterdir())
     if overwrite:  # the input files (found again by prepare) matter only where there is something to delete
-        check_replaceable(folder, METADATA, WRITTEN, resolve_inputs(inputs, exclude) if occupied else [])
+        files = resolve_inputs(inputs, exclude) if occupied else []
+        check_replaceable(folder, METADATA, WRITTEN, [Path(p) for p in files if not is_remote(p)])
     return str(target), occupied
 
 

@@ -39,6 +39,7 @@ from lit_llm.data.readers import (
     FileScan,
     Part,
     ReadOptions,
+    file_size,
     read_part,
 )
 from lit_llm.data.shards import (
@@ -47,6 +48,17 @@ from lit_llm.data.shards import (
     write_json,
 )
 from lit_llm.data.storage import is_remote
+from lit_llm.data.tasks import (
+    UNIT_BYTES,
+    Unit,
+    check_task_arguments,
+    default_tasks_dir,
+    merge_units,
+    plan_units,
+    run_task,
+    stamp_indexes,
+    task_tokenizer,
+)
 from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
 from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -71,12 +83,20 @@ def prepare(
     append: bool = False,
     tokenizer_sample_bytes: int | None = 100_000_000,
     storage_options: dict | None = None,
+    num_tasks: int | None = None,
+    task_index: int | None = None,
+    merge: bool = False,
+    tasks_dir: str | None = None,
+    unit_bytes: int = UNIT_BYTES,
+    curation: list[str] | None = None,
 ) -> dict:
     """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
 
     Args:
         inputs: text, JSON Lines (.jsonl/.ndjson) or Parquet files, folders (searched recursively) or globs;
-            ``.gz`` and ``.zst`` files are decompressed.
+            ``.gz`` and ``.zst`` files are decompressed. Also URLs, streamed through fsspec, never copied whole:
+            ``hf://datasets/ORG/NAME/data/*.parquet`` (the Hugging Face Hub; a token from ``HF_TOKEN``),
+            ``s3://``, ``gs://``, ``file://`` or any fsspec protocol whose client is installed.
         output_dir: a local folder, or an ``s3://``/``gs://``/``r2://`` prefix.
         tokenizer: ``byte`` (the default for a new dataset), ``bpe`` (trained here) or a tokenizer.json file.
             An append uses the dataset's own tokenizer and refuses a different one.
@@ -96,12 +116,28 @@ def prepare(
         tokenizer_sample_bytes: BPE trains on at most this many bytes of training documents, drawn from
             the corpus in a seeded random order (None: all of them).
         storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
+        num_tasks: split the work into this many tasks, each a separate process started by any scheduler (SLURM
+            array, plain shell loop) with its own ``task_index``; then run the same command once with ``merge``.
+            The dataset is byte-identical whatever the number of tasks (see `lit_llm.data.tasks`).
+        task_index: which task this process is, 0 to ``num_tasks - 1``; a rerun skips the units it finished.
+        merge: after all tasks: link their shards into ``output_dir`` and write the indexes and metadata.json.
+        tasks_dir: where the tasks write (every task must reach it); default: ``OUTPUT_DIR.tasks`` beside a local
+            ``output_dir``. Deleted after the merge.
+        unit_bytes: with ``num_tasks``: input bytes per unit of work (consecutive files); every task and the merge
+            must use the same value, which decides the shards' layout and the validation draw.
+        curation: datatrove steps run over the documents before the split and tokenization (off by default):
+            ``gopher_quality``, ``gopher_repetition``, ``c4``, ``fineweb`` (quality filters), ``exact_dedup``,
+            ``minhash`` (near duplicates). What each removed is recorded in metadata.json. See
+            `lit_llm.data.curate`; needs ``pip install 'lit-llm[curate]'``.
     """
+    if num_tasks is not None or merge or task_index is not None:
+        return prepare_in_tasks(**locals())
     start_time = time.perf_counter()
     check_val_fraction(val_fraction)  # before the scan, which can take minutes
     target = check_destination(output_dir, overwrite, append, storage_options, inputs, exclude)
     files = resolve_inputs(inputs, exclude)
     options = ReadOptions(text_field, separator)
+    steps = check_curation(curation, append)
     staging = open_staging(target, append, storage_options)
     try:
         previous = None
@@ -117,6 +153,11 @@ def prepare(
             if not parts:
                 raise ValueError(no_text_message(scans))
             stats = input_stats(scans)
+            curated = None
+            if steps:
+                parts, options, curated = curated_parts(
+                    parts, options, steps, staging, workers, part_bytes, worker_map_fn
+                )
             jobs = assign_splits(parts, val_fraction, val_size, seed)
             warn_if_one_document(jobs, options)
             if tok is None:
@@ -125,21 +166,10 @@ def prepare(
             if not append:
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)
-        description = {
-            "tokenizer": tokenizer
-            if tokenizer in ("byte", "bpe")
-            else str(Path(tokenizer).resolve())
-            if tokenizer
-            else "byte",
-            "vocab_size": tok.vocab_size,
-            "eot_id": tok.eot_id,
-            "dtype": "int32",
-            "val_fraction": val_fraction,
-            "val_size": val_size,
-            "seed": seed,
-            "text_field": text_field,
-            "separator": separator,
-        }
+        description = describe(tokenizer, tok, val_fraction, val_size, seed, text_field, separator)
+        if curated:
+            description["curation"] = curated
+            written = from_inputs(written, files, staging)
         metadata = build_metadata(staging, written, stats, list(inputs), previous or description)
         metadata = identified(staging, metadata, target, append)
         write_json(staging / METADATA, metadata)
@@ -150,6 +180,33 @@ def prepare(
     print_summary(target, metadata, written, stats, time.perf_counter() - start_time)
     warn_if_lopsided(metadata["splits"], val_fraction if val_size is None else None)
     return metadata
+
+
+def describe(
+    tokenizer: str | None,
+    tok: Tokenizer,
+    val_fraction: float,
+    val_size: int | None,
+    seed: int,
+    text_field: str,
+    separator: str | None,
+) -> dict:
+    """metadata.json's description of how the dataset was made (counts are added by `build_metadata`)."""
+    return {
+        "tokenizer": tokenizer
+        if tokenizer in ("byte", "bpe")
+        else str(Path(tokenizer).resolve())
+        if tokenizer
+        else "byte",
+        "vocab_size": tok.vocab_size,
+        "eot_id": tok.eot_id,
+        "dtype": "int32",
+        "val_fraction": val_fraction,
+        "val_size": val_size,
+        "seed": seed,
+        "text_field": text_field,
+        "separator": separator,
+    }
 
 
 def no_text_message(scans: list[FileScan]) -> str:
@@ -192,7 +249,7 @@ def check_val_fraction(val_fraction: float) -> None:
         raise ValueError(f"--val_fraction {val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
 
 
-def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int) -> list[Job]:
+def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int | list[int]) -> list[Job]:
     """Choose the validation documents with a seeded draw; a single document is split by position instead."""
     check_val_fraction(val_fraction)
     total = sum(part.n_docs for part in parts)
@@ -220,7 +277,7 @@ def warn_if_one_document(jobs: list[Job], options: ReadOptions) -> None:
     """A large text file read as the only document is split by position and trains without document ends: say
     so, in case it holds several documents."""
     job = jobs[0]
-    size = Path(job.part.path).stat().st_size
+    size = file_size(job.part.path)
     if job.train_fraction is None or job.part.format != TEXT or size < ONE_DOCUMENT_BYTES:
         return
     found = "no --separator given" if options.separator is None else f"no line holds only {options.separator!r}"
@@ -292,18 +349,164 @@ def training_sample(jobs: list[Job], options: ReadOptions, budget: int | None, s
             yield text
 
 
+# ---- curation -----------------------------------------------------------------------------------------
+
+CURATION_WORK = ".curation"  # in the staging folder: datatrove's work files and the curated documents
+
+
+def check_curation(curation: list[str] | None, append: bool) -> list[str]:
+    if not curation:
+        return []
+    if append:
+        raise ValueError("--curation does not work with --append (dedup would not see the dataset's documents)")
+    from lit_llm.data.curate import check_steps
+
+    return check_steps(curation)
+
+
+def curated_parts(
+    parts: list[Part],
+    options: ReadOptions,
+    steps: list[str],
+    staging: Path,
+    workers: int,
+    part_bytes: int,
+    worker_map_fn,
+) -> tuple[list[Part], ReadOptions, dict]:
+    """The parts of the curated corpus (JSON Lines written by datatrove), how to read them and what was removed."""
+    from lit_llm.data.curate import curate
+
+    files, record = curate(parts, options, steps, staging / CURATION_WORK, workers)
+    curated_options = ReadOptions(text_field="text")
+    scans = scan_inputs(files, curated_options, part_bytes, worker_map_fn)
+    curated = [part for scan in scans for part in scan.parts]
+    if not curated:
+        raise ValueError(f"--curation {','.join(steps)} removed every document ({record['removed']}); drop a filter")
+    return curated, curated_options, record
+
+
+def from_inputs(written: dict, files: list[str], staging: Path) -> dict:
+    """Counts with the input files as sources (the curated files were temporary), the curated files removed."""
+    shutil.rmtree(staging / CURATION_WORK)
+    return {
+        split: {**counts, "sources": list(files) if counts["documents"] else []} for split, counts in written.items()
+    }
+
+
+# ---- several tasks ------------------------------------------------------------------------------------
+
+
+def prepare_in_tasks(
+    inputs: list[str],
+    output_dir: str,
+    tokenizer: str | None,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    num_workers: int | None,
+    overwrite: bool,
+    exclude: list[str] | None,
+    text_field: str,
+    separator: str | None,
+    val_size: int | None,
+    append: bool,
+    storage_options: dict | None,
+    num_tasks: int | None,
+    task_index: int | None,
+    merge: bool,
+    tasks_dir: str | None,
+    unit_bytes: int,
+    curation: list[str] | None,
+    **_,
+) -> dict:
+    """One task of a prepare split into ``num_tasks`` (or, with ``merge``, the step that joins them): see
+    `lit_llm.data.tasks`."""
+    start_time = time.perf_counter()
+    check_val_fraction(val_fraction)  # before the scan, which can take minutes
+    if num_tasks is None:
+        raise ValueError("--task_index and --merge need --num_tasks N, the number of tasks of the job")
+    check_task_arguments(num_tasks, task_index, merge)
+    if append or val_size is not None or curation:
+        flag = "append" if append else "val_size" if val_size is not None else "curation"
+        raise ValueError(f"--{flag} does not work with --num_tasks: prepare in one task, or drop it")
+    target = check_destination(output_dir, overwrite, False, storage_options, inputs, exclude)
+    tasks_path = default_tasks_dir(output_dir, tasks_dir, is_remote(target))
+    files = resolve_inputs(inputs, exclude)
+    options = ReadOptions(text_field, separator)
+    tok = ready_tokenizer(tokenizer, vocab_size, None)
+    if tok is None:
+        raise ValueError(
+            "--tokenizer bpe trains on the whole corpus, which no single task reads: train it first (a one-task "
+            "`lit-llm prepare --tokenizer bpe` on a sample) and pass its tokenizer.json"
+        )
+    tokenizer_path = task_tokenizer(tok, tasks_path, create=not merge)
+    units = plan_units(files, unit_bytes)
+    description = describe(tokenizer, tok, val_fraction, None, seed, text_field, separator)
+    if not merge:
+        tokenize_unit = partial(
+            tokenize_unit_parts, options=options, val_fraction=val_fraction, seed=seed, tokenizer_path=tokenizer_path
+        )
+        return run_task(
+            units, task_index, num_tasks, tasks_path, tokenizer_path, description, options, num_workers, tokenize_unit
+        )
+    staging = open_staging(target, False, storage_options)
+    try:
+        written, stats = merge_units(units, num_tasks, tasks_path, tokenizer_path, description, staging)
+        metadata = add_identity(staging, build_metadata(staging, written, stats, list(inputs), description))
+        stamp_indexes(staging, metadata["fingerprint"])
+        write_json(staging / METADATA, metadata)
+        publish(staging, target, overwrite, storage_options)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(tasks_path)
+    train, val = metadata["splits"]["train"], metadata["splits"]["val"]
+    print(
+        f"merged {len(units)} units of {num_tasks} task(s) into {target} in {time.perf_counter() - start_time:.1f}s: "
+        f"train {train['tokens']:,} tokens ({train['documents']} docs), val {val['tokens']:,} tokens "
+        f"({val['documents']} docs); skipped {len(stats['binary_skipped'])} binary and {len(stats['empty_skipped'])} "
+        f"empty file(s) and {stats['empty_documents']} empty document(s)"
+    )
+    return metadata
+
+
+def tokenize_unit_parts(
+    staging: Path,
+    parts: list[Part],
+    unit: Unit,
+    worker_map_fn,
+    options: ReadOptions,
+    val_fraction: float,
+    seed: int,
+    tokenizer_path: Path,
+) -> dict[str, dict]:
+    """A unit's documents, split by its own seeded draw (the seed and the unit's index), into shards in ``staging``."""
+    if not parts:
+        return nothing_written()
+    jobs = assign_splits(parts, val_fraction, None, [seed, unit.index])
+    return tokenize_into(staging, jobs, options, worker_map_fn, append=False, tokenizer_path=tokenizer_path)
+
+
 # ---- tokenize and write -------------------------------------------------------------------------------
 
 
-def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_map_fn, append: bool) -> dict[str, dict]:
-    """Tokenize the jobs in parallel and write each split's shards in job order; returns what each split gained."""
+def tokenize_into(
+    staging: Path,
+    jobs: list[Job],
+    options: ReadOptions,
+    worker_map_fn,
+    append: bool,
+    tokenizer_path: Path | None = None,
+) -> dict[str, dict]:
+    """Tokenize the jobs in parallel and write each split's shards in job order; returns what each split gained.
+    The workers load the tokenizer from ``tokenizer_path`` (default: the one in ``staging``)."""
     new_dirs = {split: staging / (f"{split}.new" if append else split) for split in SPLITS}
     writers = {
         split: ShardWriter(new_dirs[split], first_chunk=len(read_index(staging / split)["chunks"]) if append else 0)
         for split in SPLITS
     }
-    written = {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
-    tokenize = partial(tokenize_job, tokenizer_path=str(staging / TOKENIZER), options=options)
+    written = nothing_written()
+    tokenize = partial(tokenize_job, tokenizer_path=str(tokenizer_path or staging / TOKENIZER), options=options)
     progress = tqdm(
         total=sum(job.part.n_docs for job in jobs),
         desc="tokenizing",
@@ -336,9 +539,14 @@ def tokenize_into(staging: Path, jobs: list[Job], options: ReadOptions, worker_m
     return written
 
 
-def refuse_duplicates(previous: dict, files: list[Path]) -> None:
+def nothing_written() -> dict[str, dict]:
+    """What each split gained, before anything is written."""
+    return {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
+
+
+def refuse_duplicates(previous: dict, files: list[str]) -> None:
     known = {source.split("[")[0] for split in previous["splits"].values() for source in split["sources"]}
-    repeated = [str(p) for p in files if str(p) in known]
+    repeated = [p for p in files if p in known]
     if repeated:
         raise ValueError(
             f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to "

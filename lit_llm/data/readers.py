@@ -15,10 +15,14 @@ import gzip
 import importlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lit_llm.data.storage import is_remote  # a URL: read through fsspec (hf://, s3://, file://, ...)
 
 TEXT, JSONL, PARQUET = "text", "jsonl", "parquet"
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -96,13 +100,45 @@ def optional_module(name: str, path: str):
         ) from None
 
 
-def open_binary(path: str, compression: str | None) -> io.BufferedIOBase:
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "zstd":
-        zstandard = optional_module("zstandard", path)
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+def url_filesystem(url: str):
+    """(fsspec filesystem, path within it) of a URL; a missing client package or an unknown protocol is one line."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        raise ValueError(f"input {url}: {err}".rstrip(".") + "; install that package to read such URLs") from None
+    except ValueError as err:
+        raise ValueError(f"input {url}: {err}; use a local path or an fsspec URL (hf://, s3://, file://)") from None
+
+
+def file_size(path: str) -> int:
+    if is_remote(path):
+        fs, inner = url_filesystem(path)
+        return fs.size(inner)
+    return os.path.getsize(path)
+
+
+def open_raw(path: str):
+    """The file's bytes: a local file, or a stream read by ranges through fsspec (never a full local copy)."""
+    if is_remote(path):
+        fs, inner = url_filesystem(path)
+        return fs.open(inner, "rb")
     return open(path, "rb")
+
+
+@contextmanager
+def open_binary(path: str, compression: str | None) -> Iterator[io.BufferedIOBase]:
+    with open_raw(path) as raw:
+        if compression == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                yield f
+        elif compression == "zstd":
+            zstandard = optional_module("zstandard", path)
+            with io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)) as f:
+                yield f
+        else:
+            yield raw
 
 
 def splittable(path: str | Path, options: ReadOptions) -> bool:
@@ -199,9 +235,11 @@ def parquet_column(path: str, text_field: str, row_group: int) -> list[str | byt
 
 
 def parquet_file(path: str):
+    """A Parquet file's reader; a URL's is read through fsspec, footer and asked-for row groups only."""
     pa, pq = optional_module("pyarrow", path), optional_module("pyarrow.parquet", path)
+    fs, inner = url_filesystem(path) if is_remote(path) else (None, path)
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(inner, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as err:
         raise ValueError(f"{path} is not a readable Parquet file ({err}); fix or remove it") from None
 
