@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lit_llm.data.destination import check_destination, open_staging, publish
+from lit_llm.data.fim import with_fim_tokens_if_asked
 from lit_llm.data.format import (
     METADATA,
     SPLITS,
@@ -71,6 +72,7 @@ def prepare(
     append: bool = False,
     tokenizer_sample_bytes: int | None = 100_000_000,
     storage_options: dict | None = None,
+    fim: bool = False,
 ) -> dict:
     """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
 
@@ -96,6 +98,8 @@ def prepare(
         tokenizer_sample_bytes: BPE trains on at most this many bytes of training documents, drawn from
             the corpus in a seeded random order (None: all of them).
         storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
+        fim: add the fill-in-the-middle tokens <fim_prefix> <fim_suffix> <fim_middle> to the tokenizer, for
+            training with ``data.fim_rate`` (docs/serve.md); the text's ids stay the same.
     """
     start_time = time.perf_counter()
     check_val_fraction(val_fraction)  # before the scan, which can take minutes
@@ -122,6 +126,7 @@ def prepare(
             if tok is None:
                 tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
                 warn_if_vocabulary_smaller(tok, vocab_size)
+            tok = with_fim_tokens_if_asked(tok, fim, append)
             if not append:
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
+from lit_llm.data.fim import FimTransform, check_fim_settings
 from lit_llm.data.format import read_index, read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset
 from lit_llm.data.shards import open_split
@@ -69,6 +70,8 @@ class TokenDataModule(L.LightningDataModule):
         sources: list[DataSource] | None = None,
         storage_options: dict | None = None,
         cache_dir: str | None = None,
+        fim_rate: float = 0.0,
+        fim_spm_rate: float = 0.5,
     ) -> None:
         """
         Args:
@@ -81,6 +84,9 @@ class TokenDataModule(L.LightningDataModule):
             sources: several prepared datasets to mix, each with a weight (see `DataSource`).
             storage_options: options for the object storage client (for S3: boto3's, e.g. ``endpoint_url``).
             cache_dir: where remote datasets are cached locally (default: ``$LIT_LLM_CACHE`` or ~/.cache/lit-llm).
+            fim_rate: share of training documents rewritten for fill-in-the-middle (`lit_llm.data.fim`; e.g. 0.5;
+                0 is off); needs data prepared with `lit-llm prepare --fim`. Validation stays left to right.
+            fim_spm_rate: share of the rewritten documents in suffix-prefix-middle order, the rest prefix-suffix-middle.
         """
         super().__init__()
         self.sources = resolve_sources(data_dir, sources)
@@ -95,6 +101,8 @@ class TokenDataModule(L.LightningDataModule):
             for source, view in zip(self.sources, self.views)
         ]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
+        check_fim_settings(fim_rate, fim_spm_rate, self.tokenizer, self.sources[0].path)
+        self.fim_rate, self.fim_spm_rate = fim_rate, fim_spm_rate
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
 
@@ -121,6 +129,9 @@ class TokenDataModule(L.LightningDataModule):
     @cached_property
     def train_dataset(self) -> StreamingDataset | CombinedStreamingDataset:
         datasets = [self._dataset(i, "train", shuffle=True) for i in range(len(self.sources))]
+        if self.fim_rate > 0:
+            for dataset in datasets:  # LitData applies an item transform after reading each sequence
+                dataset.transform = FimTransform(self.tokenizer, self.fim_rate, self.fim_spm_rate, self.seed)
         if len(datasets) == 1:
             return datasets[0]
         weights = [source.weight for source in self.sources]
