@@ -119,6 +119,13 @@ def test_suffix_asks_for_an_infill(client):
     assert done.usage.prompt_tokens == 1 + 1 + 6 + 1 + 2 + 1
 
 
+def test_a_prompt_in_the_fim_template_is_an_infill_too(client):
+    # what editors such as Continue send: the sentinels as text, which the tokenizer reads as the special tokens
+    prompt = "<fim_prefix>def f(<fim_suffix>)\n<fim_middle>"
+    done = client.completions.create(model="cycle", prompt=prompt, max_tokens=10, temperature=0)
+    assert (done.choices[0].text, done.usage.prompt_tokens) == ("pq", 12)
+
+
 @pytest.mark.parametrize(
     "request_fields, param",
     [
