@@ -126,6 +126,24 @@ def test_a_prompt_in_the_fim_template_is_an_infill_too(client):
     assert (done.choices[0].text, done.usage.prompt_tokens) == ("pq", 12)
 
 
+def test_long_prompts_keep_their_end_and_infills_keep_their_sentinels():
+    import threading
+
+    from lit_llm.serve.app import Server
+
+    model, tokenizer = infilling_cycle_model()  # a context of 64 tokens
+    server = Server(model, tokenizer, "cycle", threading.Lock())
+    pre, suf, mid = tokenizer.fim_ids
+    plain = server.prompt_ids("x" * 100 + "end", None, max_tokens=10)
+    assert len(plain) == 54 and tokenizer.decode(plain).endswith("xxend")
+    for ids in (
+        server.prompt_ids("<fim_prefix>" + "x" * 100 + "<fim_suffix>" + "y" * 100 + "<fim_middle>", None, 10),
+        server.prompt_ids("x" * 100, "y" * 100, max_tokens=10),
+    ):
+        assert len(ids) == 54 and ids[:2] == [tokenizer.eot_id, pre] and ids[-1] == mid
+        assert tokenizer.decode(ids[2:-1]) == "x" * 25 + "<fim_suffix>" + "y" * 25  # the room split in halves
+
+
 @pytest.mark.parametrize(
     "request_fields, param",
     [

@@ -75,25 +75,33 @@ class Server:
 
     def prompt_ids(self, prompt: str, suffix: str | None, max_tokens: int) -> list[int]:
         """The prompt as a new document (after end-of-text, as training saw files start), kept within the
-        context: plain prompts keep their end (the sampler slides past block_size anyway, but a cut prompt keeps
-        the KV cache useful); infills keep the end of the prefix and the start of the suffix, which must fit
-        with the whole answer since the sentinels may not slide out of view."""
-        block_size = self.model.config.block_size
+        context. A prompt written in the FIM template (``<fim_prefix>A<fim_suffix>B<fim_middle>``, as editors
+        send it) is an infill like ``prompt=A, suffix=B``."""
+        ids = self.tokenizer.encode(prompt)
+        fim = self.tokenizer.fim_ids
+        if suffix is None and fim is not None and templated(ids, fim):
+            before, _, rest = partition(ids[1:], fim[1])
+            return self.infill_ids(before, rest[:-1], max_tokens)
         if suffix is None:
-            ids = [self.tokenizer.eot_id, *self.tokenizer.encode(prompt)]
-            return ids[-max(1, block_size - max_tokens) :]
-        if self.tokenizer.fim_ids is None:
+            # keep the end: the sampler slides past block_size anyway, but a cut prompt keeps the KV cache useful
+            return [self.tokenizer.eot_id, *ids][-max(1, self.model.config.block_size - max_tokens) :]
+        if fim is None:
             raise BadRequest(
                 "suffix (infilling) needs a model trained with fill-in-the-middle: this checkpoint's tokenizer has "
                 "no <fim_prefix> <fim_suffix> <fim_middle> tokens; send the prompt alone", "suffix"
             )  # fmt: skip
+        return self.infill_ids(ids, self.tokenizer.encode(suffix), max_tokens)
+
+    def infill_ids(self, before: list[int], after: list[int], max_tokens: int) -> list[int]:
+        """The PSM prompt keeping the end of the prefix and the start of the suffix: they and the whole answer
+        must fit in the context, since the sentinels may not slide out of view."""
+        block_size = self.model.config.block_size
         room = block_size - max_tokens - 4  # end-of-text and the three sentinels
         if room < 2:
             raise BadRequest(
                 f"max_tokens {max_tokens} leaves no room for the prompt and suffix in the model's context of "
                 f"{block_size} tokens; ask for at most {block_size - 6}", "max_tokens"
             )  # fmt: skip
-        before, after = self.tokenizer.encode(prompt), self.tokenizer.encode(suffix)
         # the suffix gets what the prefix leaves, and at least half the room when both are long
         kept_after = min(len(after), max(room // 2, room - len(before)))
         kept_before = min(len(before), room - kept_after)
@@ -189,6 +197,18 @@ def build_app(model: GPT, tokenizer: Tokenizer, name: str) -> FastAPI:
         return {**head, "choices": choices, "usage": usage(prompt_tokens, completion_tokens)}
 
     return app
+
+
+def templated(ids: list[int], fim: tuple[int, int, int]) -> bool:
+    """Whether ``ids`` read <fim_prefix> ... <fim_suffix> ... <fim_middle>, each sentinel once."""
+    prefix, suffix, middle = fim
+    once = all(ids.count(token) == 1 for token in fim)
+    return once and ids[0] == prefix and ids[-1] == middle and ids.index(suffix) < len(ids) - 1
+
+
+def partition(ids: list[int], token: int) -> tuple[list[int], int, list[int]]:
+    at = ids.index(token)
+    return ids[:at], token, ids[at + 1 :]
 
 
 def model_card(name: str, created: int) -> dict:
