@@ -54,7 +54,7 @@ def quality(checkpoints: list[str], files: list[str], tasks: int, max_new_tokens
         }
         if tokenizer.fim_ids is not None:
             # prefix + suffix + 4 special tokens + the answer within the context
-            suffix = model.config.block_size - context - 4 - max_new_tokens
+            suffix = max(0, model.config.block_size - context - 4 - max_new_tokens)
             infills = infill_tasks(tokenizer, sources, context, suffix, tasks)
             result["infill"] = score_infills(model, tokenizer, infills, max_new_tokens=max_new_tokens).metrics()
         result["seconds"] = round(time.perf_counter() - start, 1)
@@ -69,7 +69,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve_latency(checkpoint: str, files: list[str], requests: int, max_tokens: int) -> dict:
+def serve_latency(checkpoint: str, files: list[str], requests: int, max_tokens: int, threads: int | None) -> dict:
     import openai
 
     from lit_llm.checkpoint.load import load_checkpoint
@@ -84,9 +84,8 @@ def serve_latency(checkpoint: str, files: list[str], requests: int, max_tokens: 
     ]
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "lit_llm.cli", "serve", checkpoint, "--port", str(port), "--device", "cpu"], env=env
-    )
+    command = [sys.executable, "-m", "lit_llm.cli", "serve", checkpoint, "--port", str(port), "--device", "cpu"]
+    server = subprocess.Popen(command + (["--threads", str(threads)] if threads else []), env=env)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
     try:
         wait_until_up(client, server)
@@ -112,6 +111,7 @@ def serve_latency(checkpoint: str, files: list[str], requests: int, max_tokens: 
         return {
             "requests": len(first_tokens),
             "prompt_tokens": default_context(block_size),
+            "threads": threads or "torch default",
             "max_tokens": max_tokens,
             "ttft_ms_median": round(1000 * statistics.median(first_tokens), 1),
             "ttft_ms_p90": round(1000 * sorted(first_tokens)[int(0.9 * (len(first_tokens) - 1))], 1),
@@ -149,13 +149,14 @@ def main() -> None:
     s.add_argument("--files", nargs="+", required=True)
     s.add_argument("--requests", type=int, default=20)
     s.add_argument("--max_tokens", type=int, default=64)
+    s.add_argument("--threads", type=int, help="the server's torch threads (default: torch's)")
     for p in (q, s):
         p.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.what == "quality":
         result = quality(args.checkpoints, args.files, args.tasks, args.max_new_tokens)
     else:
-        result = serve_latency(args.checkpoint, args.files, args.requests, args.max_tokens)
+        result = serve_latency(args.checkpoint, args.files, args.requests, args.max_tokens, args.threads)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
