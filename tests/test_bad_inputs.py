@@ -151,6 +151,7 @@ ROWS = [
     Row("generate-top-k-zero", ["generate", "--checkpoint", CKPT, "--top_k", "0"], ("--top_k 0", "at least 1")),
     Row("serve-missing-checkpoint", ["serve", "WS/nope.ckpt"], ("nope.ckpt", "does not exist")),
     Row("serve-bad-port", ["serve", CKPT, "--port", "70000"], ("--port 70000", "1-65535")),
+    Row("serve-zero-threads", ["serve", CKPT, "--threads", "0"], ("--threads 0", "at least 1")),
     Row("fit-fim-without-fim-tokens", [*FIT, *NEW_RUN, "--data.fim_rate", "0.5"],
         ("data.fim_rate=0.5", "tokenizer.json", "prepare --fim")),
     Row("fit-fim-rate-above-one", [*FIT, *NEW_RUN, "--data.fim_spm_rate", "1.5"], ("data.fim_spm_rate=1.5", "[0, 1]")),

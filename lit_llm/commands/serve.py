@@ -41,10 +41,10 @@ def serve(
     from lit_llm.planning.hardware import resolve_device, resolve_dtype
 
     resolve_checkpoint(checkpoint)  # both before loading the model: a mistake shows in a second, not after the load
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads {threads} must be at least 1 (1 suits a small model on a CPU)")
     check_port_free(host, port)
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads {threads} must be at least 1")
         torch.set_num_threads(threads)
     device = resolve_device(device)
     model, tokenizer = load_checkpoint(checkpoint, device)
