@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lit_llm.data.destination import check_destination, open_staging, publish
+from lit_llm.data.fim import with_fim_tokens_if_asked
 from lit_llm.data.format import (
     METADATA,
     SPLITS,
@@ -89,6 +90,7 @@ def prepare(
     tasks_dir: str | None = None,
     unit_bytes: int = UNIT_BYTES,
     curation: list[str] | None = None,
+    fim: bool = False,
 ) -> dict:
     """Tokenize ``inputs`` into LitData shards under ``output_dir``/{train,val}; returns the metadata.
 
@@ -129,6 +131,8 @@ def prepare(
             ``gopher_quality``, ``gopher_repetition``, ``c4``, ``fineweb`` (quality filters), ``exact_dedup``,
             ``minhash`` (near duplicates). What each removed is recorded in metadata.json. See
             `lit_llm.data.curate`; needs ``pip install 'lit-llm[curate]'``.
+        fim: add the fill-in-the-middle tokens <fim_prefix> <fim_suffix> <fim_middle> to the tokenizer, for
+            training with ``data.fim_rate`` (docs/serve.md); the text's ids stay the same.
     """
     if num_tasks is not None or merge or task_index is not None:
         return prepare_in_tasks(**locals())
@@ -163,6 +167,7 @@ def prepare(
             if tok is None:
                 tok = train_tokenizer(jobs, options, vocab_size, tokenizer_sample_bytes, seed)
                 warn_if_vocabulary_smaller(tok, vocab_size)
+            tok = with_fim_tokens_if_asked(tok, fim, append)
             if not append:
                 tok.save(staging / TOKENIZER)
             written = tokenize_into(staging, jobs, options, worker_map_fn, append)
@@ -417,6 +422,7 @@ def prepare_in_tasks(
     tasks_dir: str | None,
     unit_bytes: int,
     curation: list[str] | None,
+    fim: bool,
     **_,
 ) -> dict:
     """One task of a prepare split into ``num_tasks`` (or, with ``merge``, the step that joins them): see
@@ -439,6 +445,7 @@ def prepare_in_tasks(
             "--tokenizer bpe trains on the whole corpus, which no single task reads: train it first (a one-task "
             "`lit-llm prepare --tokenizer bpe` on a sample) and pass its tokenizer.json"
         )
+    tok = with_fim_tokens_if_asked(tok, fim, append=False)
     tokenizer_path = task_tokenizer(tok, tasks_path, create=not merge)
     units = plan_units(files, unit_bytes)
     description = describe(tokenizer, tok, val_fraction, None, seed, text_field, separator)

@@ -10,6 +10,7 @@ line and ends it; ``accepted`` the fraction of the line's characters it got righ
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,173 @@ def _advance(rows: list[LineProgress], next_ids: torch.Tensor) -> bool:
     for row, token_id in zip(rows, next_ids[:, 0].tolist()):
         row.add(token_id)
     return all(row.done for row in rows)
+
+
+# ---- infilling and edit similarity ----------------------------------------------------------------------
+#
+# Single-line infilling (the benchmark of Bavarian et al. 2022 and of HumanEval-infilling): one line inside a
+# function of a held-out file is the middle, the file's text before and after it the prefix and suffix. As for
+# next-line completion, the cuts fall on the file's own token boundaries (training's FIM cuts whole tokens), so
+# the middle is the line together with any text of the tokens that straddle its edges.
+
+
+@dataclass(frozen=True)
+class InfillTask:
+    prefix: list[int]  # the file's tokens before the middle (the end kept)
+    suffix: list[int]  # the file's tokens after it (the start kept)
+    middle: str  # the text the model should write, then end-of-text
+
+
+@dataclass
+class SimilarityCounts:
+    """Tasks scored, exact answers and the sum of edit similarities: summable."""
+
+    tasks: int = 0
+    exact: int = 0
+    similarity: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        if not self.tasks:
+            raise ValueError("no tasks were scored; the files hold no lines inside functions")
+        return {"exact_match": self.exact / self.tasks, "edit_similarity": self.similarity / self.tasks}
+
+    def add(self, got: str, want: str) -> None:
+        self.tasks += 1
+        self.exact += got == want
+        self.similarity += edit_similarity(got, want)
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein distance / the longer length (1.0: equal), the measure of CodeXGLUE and RepoBench."""
+    if not a and not b:
+        return 1.0
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
+
+
+def function_lines(text: str) -> list[int]:
+    """Indices (0-based) of the non-blank lines inside function bodies, docstrings left out."""
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    lines = text.split("\n")
+    chosen: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            if body:
+                chosen.update(range(body[0].lineno - 1, node.end_lineno))
+    return sorted(i for i in chosen if lines[i].strip() and not lines[i].strip().startswith("#"))
+
+
+def infill_tasks(
+    tokenizer: Tokenizer, sources: list[tuple[str, str]], prefix_tokens: int, suffix_tokens: int, limit: int | None,
+    seed: int = 0,
+) -> list[InfillTask]:  # fmt: skip
+    """One task per line inside a function of each file (``limit`` of them drawn with ``seed``)."""
+    tasks = []
+    for _, text in sources:
+        encoding = tokenizer.backend.encode(text, add_special_tokens=False)
+        starts, ends = [s for s, _ in encoding.offsets], [e for _, e in encoding.offsets]
+        line_starts = [0]
+        for line in text.split("\n"):
+            line_starts.append(line_starts[-1] + len(line) + 1)
+        for index in function_lines(text):
+            start, end = line_starts[index], line_starts[index + 1]  # the line with its line break
+            before = bisect.bisect_right(ends, start)  # tokens wholly before the line
+            after = bisect.bisect_left(starts, end)  # the first token wholly after it
+            middle_start = ends[before - 1] if before else 0
+            middle_end = starts[after] if after < len(starts) else len(text)
+            tasks.append(
+                InfillTask(
+                    encoding.ids[:before][-prefix_tokens:],
+                    encoding.ids[after:][:suffix_tokens],
+                    text[middle_start:middle_end],
+                )
+            )
+    if limit is not None and limit < len(tasks):
+        tasks = random.Random(seed).sample(tasks, limit)
+    return tasks
+
+
+class UntilEnd(Continuation):
+    """A continuation that ends at end-of-text or once it is ``limit`` characters long (a wrong answer that
+    runs on is cut where it can no longer be mistaken for the right one)."""
+
+    def __init__(self, tokenizer: Tokenizer, limit: int) -> None:
+        super().__init__(tokenizer, stop=[])
+        self.limit = limit
+
+    def add(self, token_id: int) -> None:
+        super().add(token_id)
+        self.done = self.done or len(self.text) > self.limit
+
+
+@torch.inference_mode()
+def score_infills(
+    model: GPT, tokenizer: Tokenizer, tasks: list[InfillTask], max_new_tokens: int = 64, batch_size: int = 16
+) -> SimilarityCounts:
+    """Greedy infilling of every task (PSM prompt, lit_llm.data.fim): exact match and edit similarity of the
+    middle. Needs a tokenizer with the FIM tokens."""
+    from lit_llm.data.fim import infill_prompt
+
+    counts = SimilarityCounts()
+    device = model.wte.weight.device
+    by_length: dict[int, list[tuple[list[int], InfillTask]]] = {}
+    for task in tasks:
+        prompt = infill_prompt(tokenizer, task.prefix, task.suffix)
+        by_length.setdefault(len(prompt), []).append((prompt, task))
+    for group in by_length.values():
+        for first in range(0, len(group), batch_size):
+            members = group[first : first + batch_size]
+            rows = [UntilEnd(tokenizer, 2 * len(task.middle) + 8) for _, task in members]
+            generate(
+                model,
+                torch.tensor([prompt for prompt, _ in members], device=device),
+                max_new_tokens,
+                temperature=0.0,
+                on_token=lambda ids, rows=rows: _advance(rows, ids),
+            )
+            for row, (_, task) in zip(rows, members):
+                counts.add(row.text, task.middle)
+    return counts
+
+
+@torch.inference_mode()
+def score_line_edits(
+    model: GPT, tokenizer: Tokenizer, tasks: list[LineTask], max_new_tokens: int = 64, batch_size: int = 16
+) -> SimilarityCounts:
+    """Next-line completion scored as an editor shows it: the model writes until its line ends (not only until
+    its first mistake, as `score_lines` does), and its line is compared whole: exact match and edit similarity."""
+    counts = SimilarityCounts()
+    device = model.wte.weight.device
+    by_length: dict[int, list[LineTask]] = {}
+    for task in tasks:
+        by_length.setdefault(len(task.prompt), []).append(task)
+    for group in by_length.values():
+        for first in range(0, len(group), batch_size):
+            members = group[first : first + batch_size]
+            # the lead, then one line: stop once a line break follows the lead
+            rows = [Continuation(tokenizer, stop=[]) for _ in members]
+            leads = [task.lead for task in members]
+
+            def advance(ids, rows=rows, leads=leads) -> bool:
+                for row, lead, token_id in zip(rows, leads, ids[:, 0].tolist()):
+                    row.add(token_id)
+                    row.done = row.done or "\n" in row.text[len(lead) :]
+                return all(row.done for row in rows)
+
+            generate(model, torch.tensor([t.prompt for t in members], device=device), max_new_tokens, 0.0,
+                     on_token=advance)  # fmt: skip
+            for row, task in zip(rows, members):
+                written = row.text[len(task.lead) :].split("\n")[0] if row.text.startswith(task.lead) else row.text
+                counts.add(written, task.line)
+    return counts

@@ -27,7 +27,7 @@ from lit_llm.hf.architectures import (
 )
 from lit_llm.model.config import ModelConfig
 from lit_llm.model.model import GPT
-from lit_llm.model.tokenizer import Tokenizer
+from lit_llm.model.tokenizer import FIM_TOKENS, Tokenizer
 
 HF_CONFIG = "config.json"  # marks a Hugging Face model folder (run folders hold config.yaml)
 WEIGHTS = "model.safetensors"
@@ -144,6 +144,8 @@ def _write_configs(config: ModelConfig, family: Family, tokenizer: Tokenizer, dt
         **ids,
     }
     special = {"bos_token": eot, "eos_token": eot, "pad_token": eot}
+    if tokenizer.fim_ids is not None:  # as StarCoder's tokenizer lists them: infilling tools look them up here
+        special["additional_special_tokens"] = list(FIM_TOKENS)
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": config.block_size,

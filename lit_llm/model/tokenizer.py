@@ -15,6 +15,10 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 EOT = "<|endoftext|>"
 # End-of-text markers used by common tokenizers, for tokenizer.json files made elsewhere.
 KNOWN_EOT_TOKENS = (EOT, "</s>", "<|end_of_text|>", "<eos>", "<|eot_id|>")
+# Fill-in-the-middle sentinels (Bavarian et al. 2022), spelt as StarCoder's tokenizer spells them so that
+# editors and tools that know StarCoder's infilling format recognise an exported model's.
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
+FIM_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 
 
 class Tokenizer:
@@ -29,6 +33,12 @@ class Tokenizer:
                 f"add one as a special token or let `lit-llm prepare` train a tokenizer"
             )
         self.eot_id: int = backend.token_to_id(eot)
+
+    @property
+    def fim_ids(self) -> tuple[int, int, int] | None:
+        """The ids of <fim_prefix>, <fim_suffix>, <fim_middle>, or None when the tokenizer lacks any of them."""
+        ids = tuple(self.backend.token_to_id(token) for token in FIM_TOKENS)
+        return None if None in ids else ids
 
     @property
     def vocab_size(self) -> int:
@@ -67,6 +77,16 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         self.backend.save(str(path))
+
+
+def with_fim_tokens(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy of ``tokenizer`` with the three FIM sentinels added as special tokens, after the existing ids:
+    every text encodes to the same ids as before, so data prepared without them keeps its meaning."""
+    if tokenizer.fim_ids is not None:
+        return tokenizer
+    backend = HFTokenizer.from_str(tokenizer.to_json())
+    backend.add_special_tokens(list(FIM_TOKENS))
+    return Tokenizer(backend, "tokenizer with FIM tokens")
 
 
 def _byte_level(backend: HFTokenizer) -> HFTokenizer:

@@ -24,6 +24,7 @@ import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 
 from lit_llm.data.elastic import GlobalOrder, Stage
+from lit_llm.data.fim import FimTransform, check_fim_settings
 from lit_llm.data.format import read_index, read_tokenizer
 from lit_llm.data.identity import CorruptShardError, check_dataset
 from lit_llm.data.shards import open_split
@@ -77,6 +78,8 @@ class TokenDataModule(L.LightningDataModule):
         storage_options: dict | None = None,
         cache_dir: str | None = None,
         elastic: bool = False,
+        fim_rate: float = 0.0,
+        fim_spm_rate: float = 0.5,
     ) -> None:
         """
         Args:
@@ -93,6 +96,9 @@ class TokenDataModule(L.LightningDataModule):
                 number of processes (same global batch) and see the same sequences at every step, and a resume
                 may change the mixture (a new stage). Sequences are read in a global random order: best with
                 local data (or a cache that holds the whole dataset). Off: LitData's order.
+            fim_rate: share of training documents rewritten for fill-in-the-middle (`lit_llm.data.fim`; e.g. 0.5;
+                0 is off); needs data prepared with `lit-llm prepare --fim`. Validation stays left to right.
+            fim_spm_rate: share of the rewritten documents in suffix-prefix-middle order, the rest prefix-suffix-middle.
         """
         super().__init__()
         self.sources = resolve_sources(data_dir, sources)
@@ -107,6 +113,8 @@ class TokenDataModule(L.LightningDataModule):
             for source, view in zip(self.sources, self.views)
         ]
         self.tokenizer = shared_tokenizer(self.sources, self.views)
+        check_fim_settings(fim_rate, fim_spm_rate, self.tokenizer, self.sources[0].path)
+        self.fim_rate, self.fim_spm_rate = fim_rate, fim_spm_rate
         self.val_source_names = [source.name for source in self.sources]
         self.block_size: int | None = None  # the model's context, from `connect`
         self.elastic = elastic
@@ -134,9 +142,13 @@ class TokenDataModule(L.LightningDataModule):
 
     @cached_property
     def train_dataset(self) -> StreamingDataset | CombinedStreamingDataset | GlobalOrder:
+        # the elastic order reads by index and shuffles itself
+        datasets = [self._dataset(i, "train", shuffle=not self.elastic) for i in range(len(self.sources))]
+        if self.fim_rate > 0:
+            for dataset in datasets:  # LitData applies an item transform after reading each sequence
+                dataset.transform = FimTransform(self.tokenizer, self.fim_rate, self.fim_spm_rate, self.seed)
         if self.elastic:
-            return GlobalOrder([self._dataset(i, "train", shuffle=False) for i in range(len(self.sources))], self.stage)
-        datasets = [self._dataset(i, "train", shuffle=True) for i in range(len(self.sources))]
+            return GlobalOrder(datasets, self.stage)
         if len(datasets) == 1:
             return datasets[0]
         weights = [source.weight for source in self.sources]
