@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,28 +33,21 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.harness import REPO, SHAKESPEARE
+from benchmarks.harness import REPO, SHAKESPEARE, run_timed
 from benchmarks.nanogpt import NANOGPT, evaluations, prepare_nanogpt, train_command
 from lit_llm.checkpoint.files import CHECKPOINT_KEY
 from lit_llm.model.config import ModelConfig
 
 
 def timed(command: list[str], env: dict, log: Path, cwd: Path = REPO) -> tuple[float, float, str]:
-    """Wall and CPU seconds of a whole process, and its stdout (its stderr goes to ``log``); a failure is fatal.
-
-    CPU time from ``wait4``: this process's own, even while other streams (``--parallel``) run beside it.
-    """
+    """Wall and CPU seconds of a whole process, and its stdout (its stderr goes to ``log``); a failure is fatal."""
     with open(log, "w") as err, open(log.with_suffix(".out"), "w+") as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        wall, cpu, code = run_timed(command, cwd, out, err, env)
         out.seek(0)
         stdout = out.read()
-    if process.returncode != 0:
-        sys.exit(f"{' '.join(command[:4])} ... failed (exit {process.returncode}); its output: {log}")
-    return wall, usage.ru_utime + usage.ru_stime, stdout
+    if code != 0:
+        sys.exit(f"{' '.join(command[:4])} ... failed (exit {code}); its output: {log}")
+    return wall, cpu, stdout
 
 
 def lit_llm(*args: str) -> list[str]:

@@ -22,6 +22,7 @@ step and every evaluation. Each pair runs the two one after the other, alternati
 run's time, the medians and the median of the paired ratios. Data preparation is not timed.
 
     python -m benchmarks.whole_process --runs 300:100 2000:250 --pairs 3 --json whole.json
+    python -m benchmarks.whole_process --pairs 3 --parallel 3      # the 3 pairs side by side (spare cores)
 """
 
 from __future__ import annotations
@@ -37,16 +38,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.harness import (
     REPO,
     SHAKESPEARE,
-    cpu_seconds_with_children,
     machine_description,
     markdown_table,
     paired_ratio,
+    run_timed,
     versions,
 )
 from benchmarks.nanogpt import NANOGPT, prepare_nanogpt, train_command
@@ -87,36 +88,45 @@ def commands(steps: int, interval: int, shards: Path, nanogpt: Path, run_dir: Pa
 
 
 def time_process(command: list[str], cwd: Path, log: Path) -> tuple[float, float]:
-    """(wall seconds from start to exit, CPU seconds of the process and its children); the output goes to
-    ``log``. CPU time does not count the waits that other jobs' load causes, the wall clock does."""
-    start, cpu = time.perf_counter(), cpu_seconds_with_children()
+    """(wall seconds, CPU seconds) of the whole process; its output goes to ``log``. CPU time does not count
+    the waits that other jobs' load causes, the wall clock does."""
     with log.open("w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} exited with {done.returncode}; its output: {log}")
-    return seconds, cpu_seconds_with_children() - cpu
+        wall, cpu, code = run_timed(command, cwd, out, subprocess.STDOUT)
+    if code:
+        raise SystemExit(f"{' '.join(command)} exited with {code}; its output: {log}")
+    return wall, cpu
 
 
 def measure(
-    steps: int, interval: int, pairs: int, shards: Path, nanogpt: Path, workdir: Path, extra: list[str]
+    steps: int,
+    interval: int,
+    pairs: int,
+    shards: Path,
+    nanogpt: Path,
+    workdir: Path,
+    extra: list[str],
+    parallel: int = 1,
 ) -> dict:
-    times: dict[str, list[float]] = {"lit-llm": [], "nanoGPT": []}
-    cpu_times: dict[str, list[float]] = {"lit-llm": [], "nanoGPT": []}
-    for pair in range(pairs):
+    def run_pair(pair: int) -> dict[str, tuple[float, float]]:
         run_dir = workdir / f"runs-{steps}-{interval}-{pair}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time, never a resumed one
         run_dir.mkdir(parents=True)
         both = list(commands(steps, interval, shards, nanogpt, run_dir, extra).items())
+        timings = {}
         for name, (command, cwd) in both[:: 1 - 2 * (pair % 2)]:  # lit-llm first in even pairs, nanoGPT in odd
-            wall, cpu = time_process(command, cwd, run_dir / f"{name}.log")
-            times[name].append(wall)
-            cpu_times[name].append(cpu)
+            timings[name] = wall, cpu = time_process(command, cwd, run_dir / f"{name}.log")
             print(
                 f"{steps} steps, eval every {interval}, pair {pair + 1}/{pairs}: {name} {wall:.1f} s ({cpu:.1f} CPU s)",
                 flush=True,
             )
+        return timings
+
+    with ThreadPoolExecutor(parallel) as pool:  # parallel > 1: pairs side by side, each still one after the other
+        timed = list(pool.map(run_pair, range(pairs)))
+    times = {name: [t[name][0] for t in timed] for name in ("lit-llm", "nanoGPT")}
+    cpu_times = {name: [t[name][1] for t in timed] for name in ("lit-llm", "nanoGPT")}
     paired = paired_ratio(times["nanoGPT"], times["lit-llm"], minimum=1)
+    paired_cpu = paired_ratio(cpu_times["nanoGPT"], cpu_times["lit-llm"], minimum=1)
     return {
         "steps": steps,
         "interval": interval,
@@ -126,6 +136,7 @@ def measure(
         "median_cpu_seconds": {name: statistics.median(t) for name, t in cpu_times.items()},
         "speed_vs_nanogpt": paired[0],  # nanoGPT's time / lit-llm's time, median over pairs
         "speed_interval": paired[1:],
+        "cpu_speed_vs_nanogpt": paired_cpu[0],  # the same in CPU seconds: steadier on a loaded machine
     }
 
 
@@ -144,6 +155,7 @@ def report(results: list[dict]) -> str:
             f"{r['median_seconds']['lit-llm']:.1f} / {r['median_seconds']['nanoGPT']:.1f}",
             f"{r['median_cpu_seconds']['lit-llm']:.1f} / {r['median_cpu_seconds']['nanoGPT']:.1f}",
             f"**{r['speed_vs_nanogpt']:.2f}x** ({r['speed_interval'][0]:.2f}-{r['speed_interval'][1]:.2f})",
+            f"{r['cpu_speed_vs_nanogpt']:.2f}x",
         ]
         for r in results
     ]
@@ -155,6 +167,7 @@ def report(results: list[dict]) -> str:
         "median wall s lit-llm / nanoGPT",
         "median CPU s lit-llm / nanoGPT",
         "lit-llm speed vs nanoGPT, median pair (95% interval)",
+        "the same in CPU time",
     ]
     return markdown_table(header, rows)
 
@@ -170,6 +183,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", type=parse_run, default=[(300, 100), (2000, 250)], metavar="STEPS:INTERVAL")
     p.add_argument("--pairs", type=int, default=3, help="A B repetitions of every run")
+    p.add_argument(
+        "--parallel", type=int, default=1, help="pairs at once (1: strictly one run after the other; needs spare cores)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads of both (OMP_NUM_THREADS; 0: torch's choice)")
     p.add_argument("--lit-llm-args", nargs=argparse.REMAINDER, default=[], help="more `lit-llm fit` arguments")
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
@@ -183,7 +199,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         workdir = args.workdir or Path(tmp)
         shards, nanogpt = prepare_data(workdir, args.nanogpt)
         machine = f"{machine_description()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} for both)"
-        results = [measure(s, i, args.pairs, shards, nanogpt, workdir, args.lit_llm_args) for s, i in args.runs]
+        results = [
+            measure(s, i, args.pairs, shards, nanogpt, workdir, args.lit_llm_args, args.parallel) for s, i in args.runs
+        ]
     print(f"\n{datetime.date.today()}, {machine}, {versions()}\n{report(results)}")
     if args.json:
         summary = {"date": str(datetime.date.today()), "machine": machine, "versions": versions(), "runs": results}
