@@ -13,6 +13,7 @@ import random
 import resource
 import signal
 import statistics
+import subprocess
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -58,6 +59,15 @@ def time_call(function, *args) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     function(*args)
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_timed(command: list[str], cwd: Path, stdout, stderr, env: dict | None = None) -> tuple[float, float, int]:
+    """Run a whole process: (wall seconds from start to exit, its CPU seconds, its exit code). CPU time from
+    ``wait4``: the process's own (and its children's), even with other processes started beside it."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 
 
 def cpu_seconds_with_children() -> float:

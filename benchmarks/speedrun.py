@@ -5,15 +5,16 @@
 
 For every seed it runs, one after the other and alternating which goes first (so a change in the
 machine's load hits both alike):
-- the reference, ``benchmarks/nanogpt_train.py`` (nanoGPT's train.py loop and CPU settings, 2001
-  iterations, on the same bytes as lit-llm's byte tokenizer) as a whole process;
+- the reference, nanoGPT's own train.py as its README runs it on a CPU (``benchmarks/nanogpt.py``: an unmodified
+  copy made at run time from ../shared/reference/nanoGPT; iterations 0..2000, 20 train + 20 val batches every
+  250, its own 65-character data from the same bytes) as a whole process;
 - the candidate, ``lit-llm fit --config CANDIDATE`` as a whole process (start-up, data, validations and
   checkpoints included), which stops itself at the target (``lit_llm.train.early_stop.StopAtTarget``),
   then, untimed, ``lit-llm evaluate`` of its final checkpoint over the whole val split in non-overlapping
   windows (``--stride`` = context): the metric. A seed counts only if that loss is at most the target.
 Both get the same thread count (``--threads``, default 1, through OMP_NUM_THREADS). Wall time is the
 measure; the CPU time of each process is printed beside it, since on a shared machine it varies less.
-The reference's own whole-split scoring at the end is not part of nanoGPT's recipe and is subtracted.
+The reference's loss is its own last estimate (20 val batches), as its README reports it.
 On a machine others load unevenly, ``--parallel 6`` runs all six processes at once instead, so that
 both see the same load (the candidates end first, after which the references run a little faster).
 """
@@ -24,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,55 +33,44 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.harness import REPO, SHAKESPEARE
-from benchmarks.nanogpt_train import write_bins
+from benchmarks.harness import REPO, SHAKESPEARE, run_timed
+from benchmarks.nanogpt import NANOGPT, evaluations, prepare_nanogpt, train_command
 from lit_llm.checkpoint.files import CHECKPOINT_KEY
 from lit_llm.model.config import ModelConfig
 
 
-def timed(command: list[str], env: dict, log: Path) -> tuple[float, float, str]:
-    """Wall and CPU seconds of a whole process, and its stdout (its stderr goes to ``log``); a failure is fatal.
-
-    CPU time from ``wait4``: this process's own, even while other streams (``--parallel``) run beside it.
-    """
+def timed(command: list[str], env: dict, log: Path, cwd: Path = REPO) -> tuple[float, float, str]:
+    """Wall and CPU seconds of a whole process, and its stdout (its stderr goes to ``log``); a failure is fatal."""
     with open(log, "w") as err, open(log.with_suffix(".out"), "w+") as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        wall, cpu, code = run_timed(command, cwd, out, err, env)
         out.seek(0)
         stdout = out.read()
-    if process.returncode != 0:
-        sys.exit(f"{' '.join(command[:4])} ... failed (exit {process.returncode}); its output: {log}")
-    return wall, usage.ru_utime + usage.ru_stime, stdout
+    if code != 0:
+        sys.exit(f"{' '.join(command[:4])} ... failed (exit {code}); its output: {log}")
+    return wall, cpu, stdout
 
 
 def lit_llm(*args: str) -> list[str]:
     return [sys.executable, "-m", "lit_llm.cli", *args]
 
 
-def run_reference(seed: int, env: dict, out: Path, max_iters: int | None) -> dict:
-    bins = out / "reference-data"
-    if not (bins / "val.bin").is_file():
-        write_bins(SHAKESPEARE, bins)
-    command = [sys.executable, "-m", "benchmarks.nanogpt_train", f"--data-dir={bins}", f"--out-dir={out / 'reference'}"]
-    command += ["--seed", str(seed), "--whole-val", *(["--max-iters", str(max_iters)] if max_iters else [])]
-    wall, cpu, stdout = timed(command, env, out / f"reference-{seed}.log")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    scoring, scoring_cpu = result.pop("whole_val_seconds"), result.pop("whole_val_cpu_seconds")
-    # nanoGPT's 4x128 on bytes (vocabulary padded to 320), 12 x 64 tokens an iteration
-    flops_per_token = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=320).flops_per_token()
-    tokens = result["iters"] * 12 * 64
+def run_reference(seed: int, env: dict, out: Path, nanogpt: Path, iters: int) -> dict:
+    """nanoGPT's README CPU run; its train.py has no seed option (it seeds 1337 itself), so every seed's
+    reference is the same run, timed again beside that seed's candidate."""
+    wall, cpu, stdout = timed(
+        train_command(iters, 250, out / f"reference-{seed}"), env, out / f"reference-{seed}.log", nanogpt
+    )
+    # nanoGPT's 4x128 on its 65 characters, 12 x 64 tokens an iteration
+    flops_per_token = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65).flops_per_token()
+    tokens = (iters + 1) * 12 * 64
     return {
         "seed": seed,
-        "seconds": wall - scoring,
-        "cpu_seconds": cpu - scoring_cpu,
-        "steps": result["iters"],
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "steps": iters + 1,
         "tokens": tokens,
         "flops": tokens * flops_per_token,
-        "val_loss": result["whole_val_loss"],
-        "val_loss_estimate": result["evals"][-1]["val"],
+        "val_loss": evaluations(stdout)[-1]["val"],  # its own estimate over 20 val batches
     }
 
 
@@ -152,7 +141,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for both processes")
     parser.add_argument("--data_dir", type=Path, default=REPO / "checkpoints" / "data" / "shakespeare-char")
     parser.add_argument("--out_dir", type=Path, default=REPO / "checkpoints" / "speedrun")
-    parser.add_argument("--reference_iters", type=int, default=None, help="shorten the reference (tests only)")
+    parser.add_argument("--reference_iters", type=int, default=2000, help="shorten the reference (tests only)")
+    parser.add_argument("--nanogpt", type=Path, default=NANOGPT, help="an unmodified nanoGPT checkout (read only)")
     parser.add_argument(
         "--parallel", type=int, default=1, help="processes at once (1: strictly one after the other; 6: all together)"
     )
@@ -165,6 +155,7 @@ def main() -> None:
     if not (args.data_dir / "metadata.json").is_file():
         prepare = ["prepare", "--inputs", str(SHAKESPEARE), "--output_dir", str(args.data_dir), "--tokenizer", "byte"]
         timed(lit_llm(*prepare), env, out / "prepare.log")
+    nanogpt = prepare_nanogpt(out, args.nanogpt)
 
     # Interleaved: reference, candidate for the first seed, candidate, reference for the next, and so on.
     jobs = [
@@ -174,7 +165,7 @@ def main() -> None:
     def run(job: tuple[str, int]) -> dict:
         kind, seed = job
         if kind == "reference":
-            result = run_reference(seed, env, out, args.reference_iters)
+            result = run_reference(seed, env, out, nanogpt, args.reference_iters)
         else:
             result = run_candidate(args.candidate, seed, env, out, args.data_dir, args.overrides)
         print(f"{kind} seed {seed}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "

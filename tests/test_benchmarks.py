@@ -69,16 +69,26 @@ def test_features_compares_each_feature_with_the_baseline(tmp_path):
     assert summary["variants"][1]["settings"]["gelu"] == "tanh"
 
 
-def test_whole_process_times_lit_llm_and_the_nanogpt_script_end_to_end(tmp_path):
+def test_whole_process_times_lit_llm_and_nanogpts_own_train_py_end_to_end(tmp_path):
     out, work = tmp_path / "whole.json", tmp_path / "work"
-    cmd = [sys.executable, "-m", "benchmarks.whole_process", "--runs", "4:2", "--pairs", "1"]
+    cmd = [sys.executable, "-m", "benchmarks.whole_process", "--runs", "4:2", "--pairs", "2"]
     cmd += ["--workdir", str(work), "--json", str(out), "--lit-llm-args", "--model.sample_tokens=5"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert run["steps"] == 4 and run["interval"] == 2
-    assert all(t[0] > 0 for t in run["seconds"].values()) and run["speed_vs_nanogpt"] > 0
-    run_dir = work / "runs-4-2-0"
-    assert (run_dir / "lit-llm" / "checkpoints" / "last.ckpt").is_file()
-    log = (run_dir / "nanoGPT.log").read_text()
-    assert "step 0:" in log and "step 4:" in log and "iter 4:" in log  # evaluations at 0, 2, 4; steps 0..4
+    assert all(len(t) == 2 and min(t) > 0 for t in run["seconds"].values()) and run["speed_vs_nanogpt"] > 0
+    for pair in (0, 1):
+        run_dir = work / f"runs-4-2-{pair}"
+        assert (run_dir / "lit-llm" / "checkpoints" / "last.ckpt").is_file()
+        log = (run_dir / "nanoGPT.log").read_text()
+        # nanoGPT's own train.py: evaluations at 0, 2, 4, iterations 0..4, its 65-character vocabulary
+        assert "found vocab_size = 65" in log and "step 0:" in log and "step 4:" in log and "iter 4:" in log
+        assert (run_dir / "nanogpt" / "ckpt.pt").is_file()
+    # the pairs alternate which process goes first: lit-llm in the first, nanoGPT in the second
+    order = [line.split(": ")[1].split()[0] for line in done.stdout.splitlines() if ", pair " in line]
+    assert order == ["lit-llm", "nanoGPT", "nanoGPT", "lit-llm"], done.stdout
+    assert "| 4 / 2 | " in done.stdout  # the table, with every pair's times
+    # the benchmark ran a copy of nanoGPT in its scratch folder; the project holds none
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert (work / "nanoGPT" / "train.py").is_file() and "configurator.py" not in tracked

@@ -6,6 +6,9 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+import torch
+
 import lit_llm
 from lit_llm.cli import discover_commands
 
@@ -123,3 +126,60 @@ def test_plain_imports_switch_turns_the_deferral_off_and_fit_still_runs(small_da
     modules = set(result.stdout.split())
     assert {"torch._dynamo", "torchmetrics.functional"} <= modules
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", pytest.param("muon", marks=pytest.mark.slow)])
+def test_fit_never_imports_the_compiler_and_trains_as_with_the_plain_imports(optimizer, small_dataset, tmp_path):
+    """torch's optimizers and the text sample import torch._dynamo (1.5-2 CPU-s) unless deferred: a fit, its
+    resume (the optimizer's load_state_dict) and its sample run without it, to the same weights and optimizer
+    state, bit for bit, as with LIT_LLM_PLAIN_IMPORTS=1, where torch imports it as it ships."""
+    from tests.conftest import fit_args
+
+    settings = {"model.architecture.n_layer": 1, "data.batch_size": 4, "model.optimizer": optimizer}
+    settings |= {"trainer.val_check_interval": 2, "model.sample_tokens": 3}
+    states = {}
+    for plain in ("0", "1"):
+        run_dir = tmp_path / f"plain-{plain}"
+        for steps, resume in ((2, []), (4, ["--ckpt_path", "last", "--resume_with_changes", "true"])):
+            args = fit_args(small_dataset, run_dir, {**settings, "trainer.max_steps": steps}, *resume)
+            code = f"from lit_llm.cli import main\nmain({args!r})\nimport sys\nprint('torch._dynamo' in sys.modules)"
+            env = {**os.environ, "LIT_LLM_PLAIN_IMPORTS": plain}
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert result.stdout.split()[-1] == ("True" if plain == "1" else "False")
+        states[plain] = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert states["0"]["global_step"] == 4
+    for a, b in zip(tensors(states["0"]), tensors(states["1"]), strict=True):
+        assert torch.equal(a, b)
+
+
+def tensors(checkpoint: dict) -> list:
+    optimizer_state = checkpoint["optimizer_states"][0]["state"]
+    moments = [t for _, s in sorted(optimizer_state.items()) for _, t in sorted(s.items())]
+    return [*checkpoint["state_dict"].values(), *moments]
+
+
+def test_optimizers_run_as_torch_ships_them_once_the_compiler_is_imported():
+    code = """
+import sys, lit_llm.train, torch
+from torch.optim.optimizer import _use_grad_for_differentiable
+from lit_llm.train.imports import step_until_compiler_imported
+assert torch.optim.AdamW.step.__code__ is step_until_compiler_imported(torch.optim.Adam.step.use_grad).__code__
+model = torch.nn.Linear(4, 4)
+optimizer = torch.optim.AdamW(model.parameters(), fused=True)
+for compiler in (False, True):
+    if compiler:
+        import torch._dynamo
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    assert ("torch._dynamo" in sys.modules) == compiler
+# torch's own wrapper now holds the real disabled function, as it would have without the deferral
+zero_grad = torch.optim.Optimizer.zero_grad.__wrapped__
+assert getattr(zero_grad, "__dynamo_disable").__module__ != "lit_llm.train.imports"
+compiled_step = torch.compile(lambda: optimizer.step())
+model(torch.ones(2, 4)).sum().backward()
+compiled_step()  # the optimizer step under the compiler: its graph breaks are back
+print("ok")
+"""
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"

@@ -304,5 +304,5 @@ def test_speedrun_benchmark_times_both_processes_and_scores_the_whole_val_split(
     assert candidate["cpu_seconds"] > 0 and reference["cpu_seconds"] > 0
     assert result["summary"]["ratio"] == pytest.approx(candidate["seconds"] / reference["seconds"])
     assert result["summary"]["every_seed_reached_target"] is False  # two steps reach nothing near 1.88
-    # near ln(vocab) after so few steps: 257 bytes for lit-llm, 320 (bytes, padded) for the reference
-    assert 4.0 < candidate["val_loss"] < 6.5 and 4.5 < reference["val_loss"] < 6.5
+    # near ln(vocab) after so few steps: 257 bytes for lit-llm, nanoGPT's own 65 characters for the reference
+    assert 4.0 < candidate["val_loss"] < 6.5 and 3.8 < reference["val_loss"] < 4.6

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -120,8 +121,9 @@ def best_checkpoint(trainer: L.Trainer) -> tuple[str, float] | None:
 
 
 def eager_mode():
-    """Run compiled modules eagerly inside this context (torch>=2.6; older versions just compile)."""
-    if hasattr(torch.compiler, "set_stance"):
+    """Run compiled modules eagerly inside this context (torch>=2.6; older versions just compile). Before
+    torch._dynamo is imported nothing is compiled, and `set_stance` would import it (1.5-2 CPU-s)."""
+    if hasattr(torch.compiler, "set_stance") and "torch._dynamo" in sys.modules:
         return torch.compiler.set_stance("force_eager")
     return contextlib.nullcontext()
 

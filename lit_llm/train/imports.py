@@ -7,6 +7,10 @@
   and for `@torch.compiler.disable` on its logging methods: `defer_dynamo()` binds the name to a stand-in that
   answers those checks as the real class does and applies the decorator once the compiler is imported, so
   nothing imports it until `torch.compile` (a run with `model.compile: true`) does.
+- torch's optimizers import `torch._dynamo` too, on their first step (`_use_grad_for_differentiable` around
+  each `step`, for its graph breaks) and first `zero_grad`/`add_param_group`/functional update
+  (`torch._disable_dynamo`): `defer_dynamo_in_optimizers()` runs those as they would run uncompiled until
+  the compiler is imported, and as torch ships them from then on.
 """
 
 from __future__ import annotations
@@ -164,6 +168,75 @@ class DeferDynamoFinder(importlib.abc.MetaPathFinder):
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             spec.loader = DeferDynamoLoader(fullname, spec.origin)
         return spec
+
+
+def defer_dynamo_in_optimizers() -> None:
+    """Keep torch.optim from importing the compiler (1.5-2 CPU-s, every run's first step) while nothing compiles.
+
+    - each optimizer class's `step`, wrapped by `_use_grad_for_differentiable` (which imports torch._dynamo
+      for two `graph_break()` calls around the step: they only matter while compiling), is wrapped once more
+      by `step_until_compiler_imported`;
+    - `torch._disable_dynamo(fn)` builds `torch._dynamo.disable(fn)` on its first call and keeps it as
+      `fn.__dynamo_disable`: each such wrapper in torch.optim gets that attribute already, a stand-in that
+      calls `fn` while torch._dynamo is not imported and then removes itself, so that torch builds the real one.
+    A torch whose wrappers have another shape is left as it is (`tests/test_layout.py` checks a fit)."""
+    import torch.optim
+    from torch._compile import _disable_dynamo
+    from torch.optim.optimizer import _use_grad_for_differentiable
+
+    use_grad_code = _use_grad_for_differentiable(len).__code__
+    if use_grad_code.co_freevars == ("func",):
+        for cls in vars(torch.optim).values():
+            step = vars(cls).get("step") if isinstance(cls, type) else None
+            if getattr(step, "__code__", None) is use_grad_code:
+                cls.step = step_until_compiler_imported(step)
+
+    disable_code = _disable_dynamo(len).__code__
+    if disable_code.co_freevars != ("fn", "recursive"):
+        return
+    wrappers = list(vars(torch.optim.Optimizer).values())
+    for name, module in list(sys.modules.items()):  # the functional updates: `disabled_func` in each maybe_fallback
+        if name.startswith("torch.optim.") and module is not None:
+            closures = [f.__closure__ for f in vars(module).values() if getattr(f, "__closure__", None)]
+            wrappers += [cell.cell_contents for closure in closures for cell in closure if filled(cell)]
+    for wrapper in wrappers:
+        fn = getattr(wrapper, "__wrapped__", None)
+        if getattr(wrapper, "__code__", None) is disable_code and getattr(fn, "__dynamo_disable", None) is None:
+            fn.__dynamo_disable = call_until_compiler_imported(fn, wrapper)
+
+
+def step_until_compiler_imported(use_grad):
+    """`_use_grad_for_differentiable(step)` without its graph breaks while torch._dynamo is not imported."""
+    step = use_grad.__wrapped__
+
+    @functools.wraps(step)
+    def deferred(self, *args, **kwargs):
+        if "torch._dynamo" in sys.modules:
+            return use_grad(self, *args, **kwargs)
+        with torch.set_grad_enabled(self.defaults["differentiable"]):  # what it does around the step
+            return step(self, *args, **kwargs)
+
+    deferred.use_grad = use_grad
+    return deferred
+
+
+def call_until_compiler_imported(fn, wrapper):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        del fn.__dynamo_disable  # torch's wrapper builds the real one now, and keeps it
+        return wrapper(*args, **kwargs)
+
+    return call
+
+
+def filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018  an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def defer_dynamo() -> None:
