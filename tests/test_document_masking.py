@@ -141,3 +141,26 @@ def test_training_with_document_masking_learns(line_documents, tmp_path):
         masked = module.loss(batch).total
         module.document_masking = False
         assert not torch.allclose(module.loss(batch).total, masked)
+
+
+@pytest.mark.parametrize("z_loss", [0.0, 0.1])
+def test_the_chunked_loss_sees_the_same_documents_as_the_plain_one(z_loss):
+    """`model.loss: chunked` (the trunk, then the head chunk by chunk) gets the documents too: its loss and
+    z-loss equal the plain path's under masking."""
+    from types import SimpleNamespace
+
+    from lit_llm.train.module import LitLLM
+
+    module = LitLLM(SHAPES["llama"], document_masking=True, loss="chunked")
+    module.model = model_for("llama")
+    module.trunk, module.tokenizer = module.model.hidden_states, SimpleNamespace(eot_id=EOT)
+    batch = torch.cat([packed_batch(), packed_batch()[:, :1]], dim=1)  # (B, T+1)
+    with torch.no_grad():
+        chunked = module.loss(batch, z_loss)
+        module.loss_name = "plain"
+        plain = module.loss(batch, z_loss)
+        module.document_masking = False
+        unmasked = module.loss(batch, z_loss)
+    for got, want in zip(chunked, plain):
+        torch.testing.assert_close(got, want)
+    assert not torch.allclose(unmasked.cross_entropy, plain.cross_entropy)
