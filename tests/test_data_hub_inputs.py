@@ -44,7 +44,9 @@ def local_hub(tmp_path, monkeypatch):
 
     fsspec.register_implementation("hf", LocalHub, clobber=True)
     yield root
-    fsspec.register_implementation("hf", "huggingface_hub.HfFileSystem", clobber=True)
+    from huggingface_hub import HfFileSystem
+
+    fsspec.register_implementation("hf", HfFileSystem, clobber=True)  # the class: a name would not replace ours
     LocalHub.clear_instance_cache()
 
 
@@ -117,3 +119,13 @@ def test_bad_urls_are_one_line_errors(tmp_path, local_hub, url, message):
     write_parquet_dataset(local_hub, n_files=1)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         prepare([url], str(tmp_path / "out"))
+
+
+def test_hf_urls_go_to_huggingface_hubs_filesystem():
+    """Outside the tests' local Hub, hf:// is huggingface_hub's HfFileSystem (resolved without a request)."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from lit_llm.data.readers import url_filesystem
+
+    fs, path = url_filesystem("hf://datasets/HuggingFaceFW/fineweb-edu/sample/10BT/*.parquet")
+    assert isinstance(fs, huggingface_hub.HfFileSystem)
+    assert path == "datasets/HuggingFaceFW/fineweb-edu/sample/10BT/*.parquet"

@@ -135,7 +135,7 @@ def prepare(
             training with ``data.fim_rate`` (docs/serve.md); the text's ids stay the same.
     """
     if num_tasks is not None or merge or task_index is not None:
-        return prepare_in_tasks(**locals())
+        return prepare_in_tasks(**locals())  # every argument, by name
     start_time = time.perf_counter()
     check_val_fraction(val_fraction)  # before the scan, which can take minutes
     target = check_destination(output_dir, overwrite, append, storage_options, inputs, exclude)
