@@ -183,3 +183,15 @@ def test_infilling_without_fim_tokens_is_refused(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_default_model_name_is_the_run_folders(tmp_path):
+    from lit_llm.commands.serve import default_model_name
+
+    run = tmp_path / "checkpoints" / "my-run"  # a run folder that itself lies in a folder named checkpoints
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert default_model_name(str(run)) == "my-run"
+    assert default_model_name(str(run / "checkpoints" / "last.ckpt")) == "my-run"
+    (tmp_path / "model.ckpt").write_bytes(b"")
+    assert default_model_name(str(tmp_path / "model.ckpt")) == "model"

@@ -68,9 +68,10 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def default_model_name(checkpoint: str) -> str:
-    """The run folder's name for a checkpoint inside one (RUN/checkpoints/last.ckpt -> RUN), else the path's name."""
+    """The run folder's name for a checkpoint file inside one (RUN/checkpoints/last.ckpt -> RUN), else the path's
+    name (a run folder's own name, even when it lies in a folder called checkpoints)."""
     path = Path(checkpoint).expanduser().resolve()
-    if path.parent.name == "checkpoints":
+    if path.is_file() and path.parent.name == "checkpoints":
         return path.parent.parent.name
     return path.stem if path.is_file() else path.name
 
