@@ -242,6 +242,8 @@ The experiment's keys (any YAML key, as --SECTION.KEY VALUE; the main ones):
   --data.data_dir DIR               a folder written by `lit-llm prepare`
   --data.batch_size N               sequences per device per micro-step
   --data.num_workers N              data loader processes per device
+  --data.elastic B                  an order independent of the device count: resume on another count, or
+                                    with another mixture (a data stage); docs/checkpoints.md
   --checkpoint.every_n_train_steps N  steps between kept checkpoints (last.ckpt and best.ckpt always)
 
 Every option, with its documentation and default (Lightning's Trainer included): lit-llm fit --help full
