@@ -171,8 +171,9 @@ class GlobalOrder(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         micro_batch = worker
-        while True:
-            sources, indices = self.stage.sample(self.positions(micro_batch))
+        while True:  # placed 64 micro-batches at a time: numpy's per-call cost, paid once for all of them
+            batches = [micro_batch + i * workers for i in range(64)]
+            sources, indices = self.stage.sample(np.concatenate([self.positions(m) for m in batches]))
             for source, index in zip(sources, indices):
                 yield self.datasets[source][int(index)]
-            micro_batch += workers
+            micro_batch += 64 * workers

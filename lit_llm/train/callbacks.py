@@ -182,13 +182,7 @@ class WeightEMA(L.Callback):
         self.last_step = -1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from lit_llm.train.strategy import is_sharded
-
-        if is_sharded(trainer.strategy):
-            raise ValueError(
-                "WeightEMA does not work under trainer.strategy fsdp2 (sharded weights); use ddp, or average "
-                "the run's last checkpoints with `lit-llm average`"
-            )
+        check_ema_strategy(trainer)  # the CLI checks before the processes start, for a clean one-line error
 
     def parameters(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         return {f"model.{name}": p for name, p in pl_module.model.named_parameters()}
@@ -216,6 +210,17 @@ class WeightEMA(L.Callback):
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self.weights = checkpoint.get(EMA_KEY)  # None: the run trained without EMA so far
+
+
+def check_ema_strategy(trainer: L.Trainer) -> None:
+    """WeightEMA keeps whole weights: refuse it under a sharding strategy."""
+    from lit_llm.train.strategy import is_sharded
+
+    if is_sharded(trainer.strategy) and any(isinstance(c, WeightEMA) for c in trainer.callbacks):
+        raise ValueError(
+            "WeightEMA does not work under trainer.strategy fsdp2 (sharded weights); use ddp, or average "
+            "the run's last checkpoints with `lit-llm average`"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_llm.checkpoint.files import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.errors import one_line
-from lit_llm.train.callbacks import RunCheckpoint
+from lit_llm.train.callbacks import RunCheckpoint, check_ema_strategy
 from lit_llm.train.console import console_callbacks, quiet_lightning
 from lit_llm.train.records import (
     SECTIONS,
@@ -98,6 +98,7 @@ class LitLLMCLI(LightningCLI):
         mid-save), and a folder holding anything else is refused. A resume must continue the same run:
         same model, same tokenizer, and the same settings unless --resume_with_changes. A run that already
         reached trainer.max_steps says so and stops (NothingToDo)."""
+        check_ema_strategy(self.trainer)
         run_dir = Path(self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
             lock = RunFolderLock(run_dir)
@@ -241,6 +242,8 @@ The experiment's keys (any YAML key, as --SECTION.KEY VALUE; the main ones):
   --data.data_dir DIR               a folder written by `lit-llm prepare`
   --data.batch_size N               sequences per device per micro-step
   --data.num_workers N              data loader processes per device
+  --data.elastic B                  an order independent of the device count: resume on another count, or
+                                    with another mixture (a data stage); docs/checkpoints.md
   --checkpoint.every_n_train_steps N  steps between kept checkpoints (last.ckpt and best.ckpt always)
 
 Every option, with its documentation and default (Lightning's Trainer included): lit-llm fit --help full
