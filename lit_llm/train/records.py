@@ -34,6 +34,7 @@ EXACT_RESUME = (
         for key in (
             "learning_rate", "min_lr", "lr_schedule", "warmup_steps", "decay_fraction", "weight_decay", "betas",
             "optimizer", "muon_lr", "muon_momentum", "grad_clip", "global_batch_size",
+            "document_masking", "z_loss", "spike_skip_sigma", "spike_skip_window",
         )
     ),
     "data/batch_size",
@@ -41,6 +42,8 @@ EXACT_RESUME = (
     "data/seed",
     "data/num_workers",
     "data/elastic",
+    "data/fim_rate",
+    "data/fim_spm_rate",
 )  # fmt: skip
 # What data.elastic frees: its order depends only on the global batch, so the device count, the micro batch
 # and the loader workers may change between sessions (the global batch is compared instead).
