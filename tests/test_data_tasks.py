@@ -86,6 +86,18 @@ def test_a_rerun_task_skips_finished_units_and_the_merge_names_missing_tasks(tmp
         prepare([str(corpus)], str(out), num_tasks=3, task_index=1, unit_bytes=UNIT, seed=7)
 
 
+def test_the_merge_removes_only_what_the_tasks_wrote_in_a_given_tasks_dir(tmp_path, corpus):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("the user's file")
+    for index in range(2):
+        prepare(
+            [str(corpus)], str(tmp_path / "out"), num_tasks=2, task_index=index, unit_bytes=UNIT, tasks_dir=str(shared)
+        )
+    prepare([str(corpus)], str(tmp_path / "out"), num_tasks=2, merge=True, unit_bytes=UNIT, tasks_dir=str(shared))
+    assert files_of(shared) == ["notes.txt"] and (shared / "notes.txt").read_text() == "the user's file"
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

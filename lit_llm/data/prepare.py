@@ -56,6 +56,7 @@ from lit_llm.data.tasks import (
     default_tasks_dir,
     merge_units,
     plan_units,
+    remove_task_files,
     run_task,
     stamp_indexes,
     task_tokenizer,
@@ -466,7 +467,7 @@ def prepare_in_tasks(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(tasks_path)
+    remove_task_files(tasks_path, units)
     train, val = metadata["splits"]["train"], metadata["splits"]["val"]
     print(
         f"merged {len(units)} units of {num_tasks} task(s) into {target} in {time.perf_counter() - start_time:.1f}s: "

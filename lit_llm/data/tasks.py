@@ -15,6 +15,7 @@ filesystem for several machines).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -216,3 +217,13 @@ def stamp_indexes(staging: Path, fingerprint: str) -> None:
     for split in SPLITS:
         index = read_index(staging / split)
         write_json(staging / split / INDEX, {**index, "updated_at": str(int(fingerprint[:12], 16))})
+
+
+def remove_task_files(tasks_dir: Path, units: list[Unit]) -> None:
+    """After the merge: delete what the tasks wrote (each unit's folder and the shared tokenizer), and the folder
+    only once it is empty, so a ``--tasks_dir`` that also holds a user's files keeps them."""
+    for unit in units:
+        shutil.rmtree(unit.folder(tasks_dir), ignore_errors=True)
+    (tasks_dir / TOKENIZER).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        tasks_dir.rmdir()
