@@ -11,7 +11,8 @@ import torch
 
 from lit_llm.model.objective import chunked_next_token_loss_with_z, next_token_loss, next_token_loss_with_z
 from lit_llm.train.datamodule import TokenDataModule
-from lit_llm.train.module import LitLLM, SpikeDetector
+from lit_llm.train.module import LitLLM
+from lit_llm.train.spikes import SpikeDetector
 from tests.conftest import REPO
 
 SMALL = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
