@@ -12,6 +12,7 @@ from lit_llm.model.config import ModelConfig
 from lit_llm.model.model import GPT
 from lit_llm.model.objective import LRSchedule, next_token_loss
 from lit_llm.model.tokenizer import byte_tokenizer
+from lit_llm.train.module import LitLLM
 from lit_llm.train.optim import MuonWithAdamW, build_optimizer, muon_parameters
 from tests.conftest import REPO, SHAKESPEARE, fit_args
 
@@ -71,6 +72,26 @@ def test_muon_updates_a_matrix_by_an_orthogonalised_step():
     assert (update > 0.5).float().mean() > 0.9 and update.max() < 1.3, update  # ... not the update
 
 
+def test_muon_ns_steps_sets_how_far_each_update_is_orthogonalised():
+    """``model.muon_ns_steps`` reaches torch's Muon: one Newton-Schulz iteration leaves most of the update's
+    singular values far below 1, torch's default 5 brings nearly all of them close; below 1 is refused."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**TINY))
+    near_one = {}
+    for ns_steps in (1, 5):
+        trained = copy.deepcopy(model)
+        settings = dict(learning_rate=1e-3, weight_decay=0.0, betas=(0.9, 0.99), muon_lr=0.02)
+        optimizer = build_optimizer(trained, "muon", **settings, muon_ns_steps=ns_steps)
+        assert [group["ns_steps"] for group in optimizer.muon.param_groups] == [ns_steps]
+        fc = trained.blocks[0].mlp.fc.weight  # 256 × 64: Muon scales its update by sqrt(256 / 64) = 2
+        before = fc.detach().clone()
+        step(trained, optimizer, shakespeare_batch())
+        near_one[ns_steps] = (torch.linalg.svdvals(fc.detach() - before) / (0.02 * 2) > 0.5).float().mean()
+    assert near_one[1] < 0.3 and near_one[5] > 0.9, near_one
+    with pytest.raises(ValueError, match=r"model.muon_ns_steps=0 must be at least 1"):
+        LitLLM(optimizer="muon", muon_ns_steps=0)
+
+
 def test_schedule_scales_both_learning_rates_and_state_round_trips():
     torch.manual_seed(0)
     model = GPT(ModelConfig(**TINY))
@@ -118,11 +139,13 @@ def test_muon_trains_under_two_process_ddp(byte_dataset, tmp_path):
         "--trainer.max_steps=8",
         "--trainer.val_check_interval=4",
         "--model.optimizer=muon",
+        "--model.muon_ns_steps=3",
         "--model.warmup_steps=2",
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 8
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["ns_steps"] == 3  # the YAML's, not torch's 5
     state = checkpoint["optimizer_states"][0]["state"]
     # 4 Muon matrices of the one block (momentum only), then AdamW's parameters (moments).
     kinds = [frozenset(s) - {"step"} for _, s in sorted(state.items())]

@@ -59,12 +59,15 @@ class MuonWithAdamW(torch.optim.Optimizer):
         *,
         muon_lr: float,
         muon_momentum: float,
+        muon_ns_steps: int,
         muon_weight_decay: float,
         adamw_lr: float,
         betas: tuple[float, float],
         fused: bool | None,
     ) -> None:
-        self.muon = torch.optim.Muon(muon_params, lr=muon_lr, momentum=muon_momentum, weight_decay=muon_weight_decay)
+        self.muon = torch.optim.Muon(
+            muon_params, lr=muon_lr, momentum=muon_momentum, weight_decay=muon_weight_decay, ns_steps=muon_ns_steps
+        )
         self.adamw = torch.optim.AdamW(adamw_groups, lr=adamw_lr, betas=betas, fused=fused)
         super().__init__(self.muon.param_groups + self.adamw.param_groups, defaults={})
         self._link()
@@ -96,6 +99,7 @@ def build_optimizer(
     betas: tuple[float, float],
     muon_lr: float = 0.02,
     muon_momentum: float = 0.95,
+    muon_ns_steps: int = 5,
     sharded: bool = False,
 ) -> torch.optim.Optimizer:
     """AdamW over all parameters (``adamw``), or Muon for the blocks' matrices + AdamW for the rest (``muon``).
@@ -128,6 +132,7 @@ def build_optimizer(
         weight_decay_groups(rest, weight_decay),
         muon_lr=muon_lr,
         muon_momentum=muon_momentum,
+        muon_ns_steps=muon_ns_steps,
         muon_weight_decay=weight_decay,
         adamw_lr=learning_rate,
         betas=betas,

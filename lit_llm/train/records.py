@@ -33,7 +33,7 @@ EXACT_RESUME = (
         f"model/{key}"
         for key in (
             "learning_rate", "min_lr", "lr_schedule", "warmup_steps", "decay_fraction", "weight_decay", "betas",
-            "optimizer", "muon_lr", "muon_momentum", "grad_clip", "global_batch_size",
+            "optimizer", "muon_lr", "muon_momentum", "muon_ns_steps", "grad_clip", "global_batch_size",
             "document_masking", "z_loss", "spike_skip_sigma", "spike_skip_window",
         )
     ),
