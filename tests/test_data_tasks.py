@@ -73,12 +73,12 @@ def test_a_rerun_task_skips_finished_units_and_the_merge_names_missing_tasks(tmp
     with pytest.raises(ValueError, match="tasks 0, 2 of 3 have not finished"):
         run_tasks(corpus, out, 3)
 
-    import lit_llm.data.prepare as prepare_module
+    import lit_llm.data.tasks as tasks_module
 
     def must_not_tokenize(*args, **kwargs):
         raise AssertionError("a finished unit was tokenized again")
 
-    monkeypatch.setattr(prepare_module, "tokenize_into", must_not_tokenize)
+    monkeypatch.setattr(tasks_module, "tokenize_into", must_not_tokenize)
     again = prepare([str(corpus)], str(out), num_tasks=3, task_index=1, unit_bytes=UNIT)
     assert again["skipped"] == again["units"] == first["units"]
 

@@ -16,53 +16,27 @@ import logging
 import random
 import shutil
 import time
-from functools import partial
 from pathlib import Path
-
-import numpy as np
-from tqdm import tqdm
 
 from lit_llm.data.destination import check_destination, open_staging, publish
 from lit_llm.data.fim import with_fim_tokens_if_asked
-from lit_llm.data.format import (
-    METADATA,
-    SPLITS,
-    TOKENIZER,
-    count_tokens,
-    read_index,
-    read_metadata,
-    read_tokenizer,
-)
+from lit_llm.data.format import METADATA, TOKENIZER, read_metadata
 from lit_llm.data.identity import add_identity, check_dataset
 from lit_llm.data.inputs import input_stats, plan_work, resolve_inputs, scan_inputs
-from lit_llm.data.readers import (
-    TEXT,
-    FileScan,
-    Part,
-    ReadOptions,
-    file_size,
-    read_part,
-)
-from lit_llm.data.shards import (
-    ShardWriter,
-    append_split,
-    write_json,
+from lit_llm.data.readers import TEXT, FileScan, Part, ReadOptions, file_size, read_part
+from lit_llm.data.shards import write_json
+from lit_llm.data.steps import (
+    assign_splits,
+    build_metadata,
+    check_val_fraction,
+    describe,
+    ready_tokenizer,
+    tokenize_into,
 )
 from lit_llm.data.storage import is_remote
-from lit_llm.data.tasks import (
-    UNIT_BYTES,
-    Unit,
-    check_task_arguments,
-    default_tasks_dir,
-    merge_units,
-    plan_units,
-    remove_task_files,
-    run_task,
-    stamp_indexes,
-    task_tokenizer,
-)
-from lit_llm.data.tokenize import Job, split_documents, tokenize_job, worker_map
-from lit_llm.model.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from lit_llm.data.tasks import UNIT_BYTES, prepare_in_tasks
+from lit_llm.data.tokenize import Job, split_documents, worker_map
+from lit_llm.model.tokenizer import Tokenizer, train_bpe
 
 log = logging.getLogger(__name__)
 # A text file this large as the corpus's only document may be several documents without separators: say so.
@@ -188,33 +162,6 @@ def prepare(
     return metadata
 
 
-def describe(
-    tokenizer: str | None,
-    tok: Tokenizer,
-    val_fraction: float,
-    val_size: int | None,
-    seed: int,
-    text_field: str,
-    separator: str | None,
-) -> dict:
-    """metadata.json's description of how the dataset was made (counts are added by `build_metadata`)."""
-    return {
-        "tokenizer": tokenizer
-        if tokenizer in ("byte", "bpe")
-        else str(Path(tokenizer).resolve())
-        if tokenizer
-        else "byte",
-        "vocab_size": tok.vocab_size,
-        "eot_id": tok.eot_id,
-        "dtype": "int32",
-        "val_fraction": val_fraction,
-        "val_size": val_size,
-        "seed": seed,
-        "text_field": text_field,
-        "separator": separator,
-    }
-
-
 def no_text_message(scans: list[FileScan]) -> str:
     """Name the inputs that held no text, and why: the user passed them on purpose."""
     kinds = [f"{Path(scan.path).name} is {'binary' if scan.binary else 'empty'}" for scan in scans[:3]]
@@ -250,35 +197,6 @@ def warn_if_lopsided(splits: dict, val_fraction: float | None) -> None:
 # ---- split --------------------------------------------------------------------------------------------
 
 
-def check_val_fraction(val_fraction: float) -> None:
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val_fraction {val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
-
-
-def assign_splits(parts: list[Part], val_fraction: float, val_size: int | None, seed: int | list[int]) -> list[Job]:
-    """Choose the validation documents with a seeded draw; a single document is split by position instead."""
-    check_val_fraction(val_fraction)
-    total = sum(part.n_docs for part in parts)
-    if total == 1:
-        if val_size is not None:
-            raise ValueError(
-                "--val_size counts documents, and the corpus is one document (split by position); use --val_fraction"
-            )
-        return [Job(parts[0], train_fraction=1.0 - val_fraction)]
-    n_val = val_size if val_size is not None else max(1, round(val_fraction * total))
-    if not 1 <= n_val < total:
-        raise ValueError(
-            f"--val_size {n_val} must leave at least one of the {total} documents in each split; pick 1 to {total - 1}"
-        )
-    val = np.sort(np.random.default_rng(seed).choice(total, n_val, replace=False))
-    jobs, first = [], 0
-    for part in parts:
-        lo, hi = np.searchsorted(val, [first, first + part.n_docs])
-        jobs.append(Job(part, frozenset((val[lo:hi] - first).tolist())))
-        first += part.n_docs
-    return jobs
-
-
 def warn_if_one_document(jobs: list[Job], options: ReadOptions) -> None:
     """A large text file read as the only document is split by position and trains without document ends: say
     so, in case it holds several documents."""
@@ -299,36 +217,6 @@ def warn_if_one_document(jobs: list[Job], options: ReadOptions) -> None:
 
 
 # ---- tokenizer ----------------------------------------------------------------------------------------
-
-
-def ready_tokenizer(spec: str | None, vocab_size: int, existing: Path | None) -> Tokenizer | None:
-    """The tokenizer if it needs no training (None for BPE, trained after the scan); bad choices fail here, early."""
-    if existing is not None:
-        return appending_tokenizer(spec, existing)
-    spec = spec or "byte"
-    if spec == "byte":
-        return byte_tokenizer()
-    if spec == "bpe":
-        if vocab_size < 257:
-            raise ValueError(
-                f"--vocab_size {vocab_size} is too small for byte-level BPE; use at least 257 (or --tokenizer byte)"
-            )
-        return None
-    if spec.endswith(".json") or Path(spec).exists():
-        return Tokenizer.from_file(spec)
-    raise ValueError(f"--tokenizer {spec!r} is not 'byte', 'bpe' or a tokenizer.json file; pick one of those")
-
-
-def appending_tokenizer(spec: str | None, dataset: Path) -> Tokenizer:
-    """An append keeps the dataset's tokenizer; naming a different one is refused (ids would mean two things)."""
-    own = read_tokenizer(dataset)
-    if spec is None:
-        return own
-    if spec == "bpe" or ready_tokenizer(spec, 257, None).to_json() != own.to_json():
-        raise ValueError(
-            f"--tokenizer {spec} differs from the dataset's own tokenizer.json; drop --tokenizer to append with it"
-        )
-    return own
 
 
 def train_tokenizer(
@@ -399,157 +287,7 @@ def from_inputs(written: dict, files: list[str], staging: Path) -> dict:
     }
 
 
-# ---- several tasks ------------------------------------------------------------------------------------
-
-
-def prepare_in_tasks(
-    inputs: list[str],
-    output_dir: str,
-    tokenizer: str | None,
-    vocab_size: int,
-    val_fraction: float,
-    seed: int,
-    num_workers: int | None,
-    overwrite: bool,
-    exclude: list[str] | None,
-    text_field: str,
-    separator: str | None,
-    val_size: int | None,
-    append: bool,
-    storage_options: dict | None,
-    num_tasks: int | None,
-    task_index: int | None,
-    merge: bool,
-    tasks_dir: str | None,
-    unit_bytes: int,
-    curation: list[str] | None,
-    fim: bool,
-    **_,
-) -> dict:
-    """One task of a prepare split into ``num_tasks`` (or, with ``merge``, the step that joins them): see
-    `lit_llm.data.tasks`."""
-    start_time = time.perf_counter()
-    check_val_fraction(val_fraction)  # before the scan, which can take minutes
-    if num_tasks is None:
-        raise ValueError("--task_index and --merge need --num_tasks N, the number of tasks of the job")
-    check_task_arguments(num_tasks, task_index, merge)
-    if append or val_size is not None or curation:
-        flag = "append" if append else "val_size" if val_size is not None else "curation"
-        raise ValueError(f"--{flag} does not work with --num_tasks: prepare in one task, or drop it")
-    target = check_destination(output_dir, overwrite, False, storage_options, inputs, exclude)
-    tasks_path = default_tasks_dir(output_dir, tasks_dir, is_remote(target))
-    files = resolve_inputs(inputs, exclude)
-    options = ReadOptions(text_field, separator)
-    tok = ready_tokenizer(tokenizer, vocab_size, None)
-    if tok is None:
-        raise ValueError(
-            "--tokenizer bpe trains on the whole corpus, which no single task reads: train it first (a one-task "
-            "`lit-llm prepare --tokenizer bpe` on a sample) and pass its tokenizer.json"
-        )
-    tok = with_fim_tokens_if_asked(tok, fim, append=False)
-    tokenizer_path = task_tokenizer(tok, tasks_path, create=not merge)
-    units = plan_units(files, unit_bytes)
-    description = describe(tokenizer, tok, val_fraction, None, seed, text_field, separator)
-    if not merge:
-        tokenize_unit = partial(
-            tokenize_unit_parts, options=options, val_fraction=val_fraction, seed=seed, tokenizer_path=tokenizer_path
-        )
-        return run_task(
-            units, task_index, num_tasks, tasks_path, tokenizer_path, description, options, num_workers, tokenize_unit
-        )
-    staging = open_staging(target, False, storage_options)
-    try:
-        written, stats = merge_units(units, num_tasks, tasks_path, tokenizer_path, description, staging)
-        metadata = add_identity(staging, build_metadata(staging, written, stats, list(inputs), description))
-        stamp_indexes(staging, metadata["fingerprint"])
-        write_json(staging / METADATA, metadata)
-        publish(staging, target, overwrite, storage_options)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    remove_task_files(tasks_path, units)
-    train, val = metadata["splits"]["train"], metadata["splits"]["val"]
-    print(
-        f"merged {len(units)} units of {num_tasks} task(s) into {target} in {time.perf_counter() - start_time:.1f}s: "
-        f"train {train['tokens']:,} tokens ({train['documents']} docs), val {val['tokens']:,} tokens "
-        f"({val['documents']} docs); skipped {len(stats['binary_skipped'])} binary and {len(stats['empty_skipped'])} "
-        f"empty file(s) and {stats['empty_documents']} empty document(s)"
-    )
-    return metadata
-
-
-def tokenize_unit_parts(
-    staging: Path,
-    parts: list[Part],
-    unit: Unit,
-    worker_map_fn,
-    options: ReadOptions,
-    val_fraction: float,
-    seed: int,
-    tokenizer_path: Path,
-) -> dict[str, dict]:
-    """A unit's documents, split by its own seeded draw (the seed and the unit's index), into shards in ``staging``."""
-    if not parts:
-        return nothing_written()
-    jobs = assign_splits(parts, val_fraction, None, [seed, unit.index])
-    return tokenize_into(staging, jobs, options, worker_map_fn, append=False, tokenizer_path=tokenizer_path)
-
-
-# ---- tokenize and write -------------------------------------------------------------------------------
-
-
-def tokenize_into(
-    staging: Path,
-    jobs: list[Job],
-    options: ReadOptions,
-    worker_map_fn,
-    append: bool,
-    tokenizer_path: Path | None = None,
-) -> dict[str, dict]:
-    """Tokenize the jobs in parallel and write each split's shards in job order; returns what each split gained.
-    The workers load the tokenizer from ``tokenizer_path`` (default: the one in ``staging``)."""
-    new_dirs = {split: staging / (f"{split}.new" if append else split) for split in SPLITS}
-    writers = {
-        split: ShardWriter(new_dirs[split], first_chunk=len(read_index(staging / split)["chunks"]) if append else 0)
-        for split in SPLITS
-    }
-    written = nothing_written()
-    tokenize = partial(tokenize_job, tokenizer_path=str(tokenizer_path or staging / TOKENIZER), options=options)
-    progress = tqdm(
-        total=sum(job.part.n_docs for job in jobs),
-        desc="tokenizing",
-        unit="doc",
-        unit_scale=True,
-        mininterval=1.0,
-        disable=None,
-    )
-    started = time.perf_counter()
-    for job, tokens in zip(jobs, worker_map_fn(tokenize, jobs)):
-        for split, counts in written.items():
-            if tokens.documents[split]:
-                writers[split].add(tokens.ids[split])
-                counts["documents"] += tokens.documents[split]
-                counts["tokens"] += len(tokens.ids[split])
-                counts["bytes"] += tokens.text_bytes[split]
-                counts["sources"].append(tokens.sources[split])
-        progress.update(job.part.n_docs)
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        total_tokens = sum(c["tokens"] for c in written.values())
-        total_mb = sum(c["bytes"] for c in written.values()) / 1e6
-        progress.set_postfix_str(f"{total_tokens / elapsed:,.0f} tok/s, {total_mb / elapsed:.1f} MB/s", refresh=False)
-    progress.close()
-    for split, writer in writers.items():
-        writer.close()
-        if append and writer.chunks:
-            append_split(staging / split, new_dirs[split])
-        if append:
-            shutil.rmtree(new_dirs[split])
-    return written
-
-
-def nothing_written() -> dict[str, dict]:
-    """What each split gained, before anything is written."""
-    return {split: {"documents": 0, "tokens": 0, "bytes": 0, "sources": []} for split in SPLITS}
+# ---- append, identity, summary ------------------------------------------------------------------------
 
 
 def refuse_duplicates(previous: dict, files: list[str]) -> None:
@@ -560,23 +298,6 @@ def refuse_duplicates(previous: dict, files: list[str]) -> None:
             f"{repeated[0]} (and {len(repeated) - 1} more) is already in the dataset; remove it from --inputs to "
             "avoid duplicates"
         )
-
-
-def build_metadata(staging: Path, written: dict, stats: dict, inputs: list[str], base: dict) -> dict:
-    """metadata.json: ``base`` (the dataset's description, or its previous metadata for an append) plus
-    this run's counts; token and shard counts are read back from the splits' indexes."""
-    splits = {}
-    for split in SPLITS:
-        before = base.get("splits", {}).get(split, {})
-        splits[split] = {
-            "documents": before.get("documents", 0) + written[split]["documents"],
-            "tokens": count_tokens(staging / split),
-            "bytes": before.get("bytes", 0) + written[split]["bytes"],
-            "shards": len(read_index(staging / split)["chunks"]),
-            "sources": list(dict.fromkeys(before.get("sources", []) + written[split]["sources"])),
-        }
-    totals = {key: base.get(key, type(value)()) + value for key, value in stats.items()}  # counts add, file lists join
-    return {**base, "inputs": base.get("inputs", []) + inputs, "splits": splits, **totals}
 
 
 def identified(staging: Path, metadata: dict, target: str, append: bool) -> dict:

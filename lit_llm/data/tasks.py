@@ -21,14 +21,28 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from lit_llm.data.destination import hard_link_or_copy
-from lit_llm.data.format import INDEX, SPLITS, TOKENIZER, read_index
-from lit_llm.data.inputs import input_stats, plan_work, scan_inputs
-from lit_llm.data.readers import ReadOptions, file_size
+from lit_llm.data.destination import check_destination, hard_link_or_copy, open_staging, publish
+from lit_llm.data.fim import with_fim_tokens_if_asked
+from lit_llm.data.format import INDEX, METADATA, SPLITS, TOKENIZER, read_index
+from lit_llm.data.identity import add_identity
+from lit_llm.data.inputs import input_stats, plan_work, resolve_inputs, scan_inputs
+from lit_llm.data.readers import Part, ReadOptions, file_size
 from lit_llm.data.shards import write_json
+from lit_llm.data.steps import (
+    assign_splits,
+    build_metadata,
+    check_val_fraction,
+    describe,
+    nothing_written,
+    ready_tokenizer,
+    tokenize_into,
+)
+from lit_llm.data.storage import is_remote
 from lit_llm.data.tokenize import worker_map
 from lit_llm.model.tokenizer import Tokenizer
 
@@ -227,3 +241,99 @@ def remove_task_files(tasks_dir: Path, units: list[Unit]) -> None:
     (tasks_dir / TOKENIZER).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         tasks_dir.rmdir()
+
+
+# ---- prepare --num_tasks: one task, or the merge ------------------------------------------------------
+
+
+def prepare_in_tasks(
+    inputs: list[str],
+    output_dir: str,
+    tokenizer: str | None,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    num_workers: int | None,
+    overwrite: bool,
+    exclude: list[str] | None,
+    text_field: str,
+    separator: str | None,
+    val_size: int | None,
+    append: bool,
+    storage_options: dict | None,
+    num_tasks: int | None,
+    task_index: int | None,
+    merge: bool,
+    tasks_dir: str | None,
+    unit_bytes: int,
+    curation: list[str] | None,
+    fim: bool,
+    **_,
+) -> dict:
+    """One task of a prepare split into ``num_tasks`` (or, with ``merge``, the step that joins them), given every
+    argument of `lit_llm.data.prepare.prepare`."""
+    start_time = time.perf_counter()
+    check_val_fraction(val_fraction)  # before the scan, which can take minutes
+    if num_tasks is None:
+        raise ValueError("--task_index and --merge need --num_tasks N, the number of tasks of the job")
+    check_task_arguments(num_tasks, task_index, merge)
+    if append or val_size is not None or curation:
+        flag = "append" if append else "val_size" if val_size is not None else "curation"
+        raise ValueError(f"--{flag} does not work with --num_tasks: prepare in one task, or drop it")
+    target = check_destination(output_dir, overwrite, False, storage_options, inputs, exclude)
+    tasks_path = default_tasks_dir(output_dir, tasks_dir, is_remote(target))
+    files = resolve_inputs(inputs, exclude)
+    options = ReadOptions(text_field, separator)
+    tok = ready_tokenizer(tokenizer, vocab_size, None)
+    if tok is None:
+        raise ValueError(
+            "--tokenizer bpe trains on the whole corpus, which no single task reads: train it first (a one-task "
+            "`lit-llm prepare --tokenizer bpe` on a sample) and pass its tokenizer.json"
+        )
+    tok = with_fim_tokens_if_asked(tok, fim, append=False)
+    tokenizer_path = task_tokenizer(tok, tasks_path, create=not merge)
+    units = plan_units(files, unit_bytes)
+    description = describe(tokenizer, tok, val_fraction, None, seed, text_field, separator)
+    if not merge:
+        tokenize_unit = partial(
+            tokenize_unit_parts, options=options, val_fraction=val_fraction, seed=seed, tokenizer_path=tokenizer_path
+        )
+        return run_task(
+            units, task_index, num_tasks, tasks_path, tokenizer_path, description, options, num_workers, tokenize_unit
+        )
+    staging = open_staging(target, False, storage_options)
+    try:
+        written, stats = merge_units(units, num_tasks, tasks_path, tokenizer_path, description, staging)
+        metadata = add_identity(staging, build_metadata(staging, written, stats, list(inputs), description))
+        stamp_indexes(staging, metadata["fingerprint"])
+        write_json(staging / METADATA, metadata)
+        publish(staging, target, overwrite, storage_options)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    remove_task_files(tasks_path, units)
+    train, val = metadata["splits"]["train"], metadata["splits"]["val"]
+    print(
+        f"merged {len(units)} units of {num_tasks} task(s) into {target} in {time.perf_counter() - start_time:.1f}s: "
+        f"train {train['tokens']:,} tokens ({train['documents']} docs), val {val['tokens']:,} tokens "
+        f"({val['documents']} docs); skipped {len(stats['binary_skipped'])} binary and {len(stats['empty_skipped'])} "
+        f"empty file(s) and {stats['empty_documents']} empty document(s)"
+    )
+    return metadata
+
+
+def tokenize_unit_parts(
+    staging: Path,
+    parts: list[Part],
+    unit: Unit,
+    worker_map_fn,
+    options: ReadOptions,
+    val_fraction: float,
+    seed: int,
+    tokenizer_path: Path,
+) -> dict[str, dict]:
+    """A unit's documents, split by its own seeded draw (the seed and the unit's index), into shards in ``staging``."""
+    if not parts:
+        return nothing_written()
+    jobs = assign_splits(parts, val_fraction, None, [seed, unit.index])
+    return tokenize_into(staging, jobs, options, worker_map_fn, append=False, tokenizer_path=tokenizer_path)
