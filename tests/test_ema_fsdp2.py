@@ -23,9 +23,10 @@ SETTINGS = {
     "data.elastic": True,
 }  # fmt: skip
 EMA = ["--trainer.callbacks+=lit_llm.train.callbacks.WeightEMA", "--trainer.callbacks.decay=0.5"]
+FSDP2, TWO = ["--trainer.strategy", "fsdp2"], ["--trainer.devices", "2"]
+ASYNC_SAVE = ["--trainer.strategy", "lit_llm.train.strategy.FSDP2Strategy", "--trainer.strategy.async_save"]
 # Activation checkpointing renames the parameters (checkpoint wrappers): the EMA must still be keyed as the weights.
-FSDP2 = ["--trainer.devices", "2", "--model.activation_checkpointing", "true"]
-FSDP2 += ["--trainer.strategy", "lit_llm.train.strategy.FSDP2Strategy", "--trainer.strategy.async_save"]
+CHECKPOINTING = ["--model.activation_checkpointing", "true"]
 TOLERANCE = 1e-6  # one AdamW step moves a weight by ~the learning rate, 1e-3; the EMA half as much at decay 0.5
 
 
@@ -34,20 +35,34 @@ def lit_llm(*args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def initialised(init_run: Path) -> dict:
+    return {**SETTINGS, "model.init_from": init_run / "checkpoints" / "last.ckpt"}
+
+
 @pytest.fixture(scope="module")
 def runs(small_dataset, tmp_path_factory) -> dict[str, Path]:
     """From the same initial weights (a 1-step run's: FSDP2 initialises its shards otherwise than one process
     its whole weights): 8 steps under fsdp2 with async saves; the same run resumed (synchronous saves) from
     its async step-4 checkpoint; the same 8 steps in a single process."""
     folder = tmp_path_factory.mktemp("ema-fsdp2")
-    runs = {name: folder / name for name in ("init", "fsdp2", "resumed", "single")}
+    runs = {name: folder / name for name in ("init", "fsdp2", "resumed", "single", "to-one")}
     lit_llm(*fit_args(small_dataset, runs["init"], {**SETTINGS, "trainer.max_steps": 1}))
-    settings = {**SETTINGS, "model.init_from": runs["init"] / "checkpoints" / "last.ckpt"}
-    lit_llm(*fit_args(small_dataset, runs["fsdp2"], settings, *EMA, *FSDP2, "true"))
+    settings = initialised(runs["init"])
+    fsdp2 = [*EMA, *TWO, *CHECKPOINTING, *ASYNC_SAVE]
+    lit_llm(*fit_args(small_dataset, runs["fsdp2"], settings, *fsdp2, "true"))
     step_4 = runs["fsdp2"] / "checkpoints" / "step-000004.ckpt"
-    lit_llm(*fit_args(small_dataset, runs["resumed"], settings, *EMA, *FSDP2, "false", "--ckpt_path", str(step_4)))
+    lit_llm(*fit_args(small_dataset, runs["resumed"], settings, *fsdp2, "false", "--ckpt_path", str(step_4)))
     lit_llm(*fit_args(small_dataset, runs["single"], settings, *EMA))
     return runs
+
+
+@pytest.fixture(scope="module")
+def one_process(small_dataset, runs) -> Path:
+    """The fsdp2 run resumed at step 4 on 1 process (data.elastic: the same sequences at every step)."""
+    step_4 = runs["fsdp2"] / "checkpoints" / "step-000004.ckpt"
+    fsdp2 = [*EMA, *FSDP2, *CHECKPOINTING, "--ckpt_path", str(step_4)]
+    lit_llm(*fit_args(small_dataset, runs["to-one"], initialised(runs["init"]), *fsdp2))
+    return runs["to-one"]
 
 
 def ema(run: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
@@ -71,6 +86,15 @@ def test_a_run_resumed_from_an_async_checkpoint_ends_with_the_same_ema(runs):
     expected, resumed = ema(runs["fsdp2"]), ema(runs["resumed"])
     assert resumed.keys() == expected.keys()
     assert all(torch.equal(resumed[key], expected[key]) for key in expected)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_on_one_process_continues_the_ema(runs, one_process):
+    """The EMA's shards of 2 processes are resharded onto 1 (elastic resume)."""
+    expected, got = ema(runs["single"]), ema(one_process)
+    assert got.keys() == expected.keys()
+    for key, tensor in expected.items():
+        torch.testing.assert_close(got[key], tensor, rtol=0, atol=TOLERANCE, msg=key)
 
 
 @pytest.mark.slow

@@ -195,7 +195,7 @@ class WeightEMA(L.Callback):
         if self.weights is None:  # a new run, or a resume of a run trained without EMA: start from here
             self.weights = {name: p.detach().float().clone() for name, p in params.items()}
         else:
-            self.weights = {name: placed_like(w, params[name]) for name, w in self.weights.items()}
+            self.weights = {name: w.to(params[name].device) for name, w in self.weights.items()}
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.last_step:  # still accumulating gradients
@@ -234,16 +234,6 @@ def is_dtensor(tensor: torch.Tensor) -> bool:
 def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
     """A DTensor's shard on this rank (a view: writing to it writes the DTensor), or the tensor itself."""
     return tensor.to_local() if is_dtensor(tensor) else tensor
-
-
-def placed_like(saved: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """A restored EMA tensor on its parameter's device, and sharded like it when the checkpoint held whole
-    tensors (one written without fsdp2, or consolidated) and the run shards."""
-    if is_dtensor(param) and not is_dtensor(saved):
-        from torch.distributed.tensor import distribute_tensor
-
-        return distribute_tensor(saved.to(param.device), param.device_mesh, param.placements)
-    return saved.to(param.device)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

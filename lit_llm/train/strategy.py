@@ -49,9 +49,7 @@ class FSDP2Strategy(ModelParallelStrategy):
             self.write_sharded(checkpoint, tmp, path)
             if self.async_save:
                 return
-        else:  # one file (save_distributed_checkpoint=False): whole tensors, gathered like the state_dict
-            if EMA_KEY in checkpoint:
-                checkpoint[EMA_KEY] = {name: w.full_tensor().cpu() for name, w in checkpoint[EMA_KEY].items()}
+        else:
             super().save_checkpoint(checkpoint, tmp, storage_options)
         self.barrier()
         if self.global_rank == 0:
