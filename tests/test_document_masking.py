@@ -198,3 +198,20 @@ def test_the_chunked_loss_sees_the_same_documents_as_the_plain_one(z_loss):
     for got, want in zip(chunked, plain):
         torch.testing.assert_close(got, want)
     assert not torch.allclose(unmasked.cross_entropy, plain.cross_entropy)
+
+
+@pytest.mark.filterwarnings("error:Dynamo detected a call to a `functools.lru_cache`")
+def test_flex_attention_in_a_compiled_model():
+    """`model.compile: true` (the 1B recipe's CUDA path): flex_attention traced into the model's graph gives the
+    boolean mask's logits, and a batch with new document boundaries runs the same graph."""
+    from torch._dynamo.utils import counters
+
+    compiled, eager = model_for("llama"), model_for("llama")
+    compiled.compile()
+    for batch in (packed_batch(), another_packed_batch()):
+        counters.clear()
+        with torch.no_grad():
+            flex = compiled(batch, documents=document_mask(batch, EOT, flex=True))
+            boolean = eager(batch, documents=document_mask(batch, EOT, flex=False))
+        torch.testing.assert_close(flex, boolean, rtol=1e-5, atol=1e-5)
+    assert counters["frames"]["total"] == 0, dict(counters["frames"])  # the second batch: no recompile

@@ -170,6 +170,9 @@ class CausalSelfAttention(nn.Module):
             if not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
                 if self.dropout and self.training:
                     raise ValueError("document masking with FlexAttention has no attention dropout; set dropout: 0")
+                # Contiguous: compiled into a model's graph, torch 2.14's CPU flex kernel misreads the transposed
+                # (B, T, H, hs) layout of queries and keys computed there (RoPE), giving wrong attention.
+                q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
                 y = flex_attention_kernel()(q, k, v, block_mask=mask, scale=scale, enable_gqa=c.n_kv_head != c.n_head)
                 return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
         elif self.kv_cache is not None:
