@@ -35,24 +35,18 @@ def lit_llm(*args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def initialised(init_run: Path) -> dict:
-    return {**SETTINGS, "model.init_from": init_run / "checkpoints" / "last.ckpt"}
-
-
 @pytest.fixture(scope="module")
 def runs(small_dataset, tmp_path_factory) -> dict[str, Path]:
-    """From the same initial weights (a 1-step run's: FSDP2 initialises its shards otherwise than one process
-    its whole weights): 8 steps under fsdp2 with async saves; the same run resumed (synchronous saves) from
-    its async step-4 checkpoint; the same 8 steps in a single process."""
+    """8 steps under fsdp2 with async saves; the same run resumed (synchronous saves) from its async step-4
+    checkpoint; the same 8 steps in a single process. No common --model.init_from: on a CPU mesh FSDP2's shards
+    start as the single process's whole weights, so the runs agree from step 0."""
     folder = tmp_path_factory.mktemp("ema-fsdp2")
-    runs = {name: folder / name for name in ("init", "fsdp2", "resumed", "single", "to-one")}
-    lit_llm(*fit_args(small_dataset, runs["init"], {**SETTINGS, "trainer.max_steps": 1}))
-    settings = initialised(runs["init"])
+    runs = {name: folder / name for name in ("fsdp2", "resumed", "single", "to-one")}
     fsdp2 = [*EMA, *TWO, *CHECKPOINTING, *ASYNC_SAVE]
-    lit_llm(*fit_args(small_dataset, runs["fsdp2"], settings, *fsdp2, "true"))
+    lit_llm(*fit_args(small_dataset, runs["fsdp2"], SETTINGS, *fsdp2, "true"))
     step_4 = runs["fsdp2"] / "checkpoints" / "step-000004.ckpt"
-    lit_llm(*fit_args(small_dataset, runs["resumed"], settings, *fsdp2, "false", "--ckpt_path", str(step_4)))
-    lit_llm(*fit_args(small_dataset, runs["single"], settings, *EMA))
+    lit_llm(*fit_args(small_dataset, runs["resumed"], SETTINGS, *fsdp2, "false", "--ckpt_path", str(step_4)))
+    lit_llm(*fit_args(small_dataset, runs["single"], SETTINGS, *EMA))
     return runs
 
 
@@ -61,7 +55,7 @@ def one_process(small_dataset, runs) -> Path:
     """The fsdp2 run resumed at step 4 on 1 process (data.elastic: the same sequences at every step)."""
     step_4 = runs["fsdp2"] / "checkpoints" / "step-000004.ckpt"
     fsdp2 = [*EMA, *FSDP2, *CHECKPOINTING, "--ckpt_path", str(step_4)]
-    lit_llm(*fit_args(small_dataset, runs["to-one"], initialised(runs["init"]), *fsdp2))
+    lit_llm(*fit_args(small_dataset, runs["to-one"], SETTINGS, *fsdp2))
     return runs["to-one"]
 
 
