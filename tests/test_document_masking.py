@@ -4,7 +4,6 @@ import lightning as L
 import pytest
 import torch
 
-from lit_llm.model import model as model_module
 from lit_llm.model.config import ModelConfig
 from lit_llm.model.model import GPT, document_ids, document_mask
 
@@ -71,18 +70,53 @@ def test_each_packed_document_reads_as_if_it_were_alone(shape):
     torch.testing.assert_close(packed[0, 7:16], alone[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
-def test_flex_attention_block_mask_matches_the_boolean_mask(monkeypatch):
-    """The BlockMask path (CUDA's) computes what the boolean-mask fallback computes. Run here uncompiled and
-    without gradients: on a CPU, torch 2.14's FlexAttention has no backward pass."""
-    from torch.nn.attention.flex_attention import flex_attention
+def another_packed_batch() -> torch.Tensor:
+    """``packed_batch``'s shape with other document boundaries: four documents, then two."""
+    batch = packed_batch().roll(5, dims=1)
+    batch[batch == EOT] = 9
+    batch[0, [3, 9, 20]] = EOT
+    batch[1, [13]] = EOT
+    return batch
 
-    monkeypatch.setattr(model_module, "compiled_flex_attention", lambda: flex_attention)
-    model, batch = model_for("llama"), packed_batch()
+
+def flex_and_boolean_logits(model: GPT, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits through the BlockMask path (CUDA's: compiled create_block_mask and flex_attention,
+    GQA by enable_gqa) and through the boolean-mask path, without gradients: on a CPU, torch 2.14's
+    FlexAttention runs forward only."""
     with torch.no_grad():
-        boolean = model(batch, documents=document_mask(batch, EOT, flex=False))
-        flex = model(batch, documents=document_mask(batch, EOT, flex=True))
-    torch.testing.assert_close(flex, boolean, rtol=1e-5, atol=1e-5)
+        documents = document_mask(batch, EOT, flex=True)
+        assert not isinstance(documents.mask, torch.Tensor)  # a BlockMask: the flex path, not the fallback
+        return model(batch, documents=documents), model(batch, documents=document_mask(batch, EOT, flex=False))
+
+
+def test_flex_attention_block_mask_matches_the_boolean_mask():
+    """The compiled FlexAttention path computes what the boolean-mask path computes: several documents per
+    sequence, grouped-query attention (4 heads, 2 KV heads), RoPE positions restarting per document."""
+    model = model_for("llama")
+    for batch in (packed_batch(), another_packed_batch()):
+        flex, boolean = flex_and_boolean_logits(model, batch)
+        torch.testing.assert_close(flex, boolean, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_flex_attention_is_not_recompiled_for_new_document_boundaries():
+    """Each batch brings a new mask_mod (its document ids): an input to the compiled create_block_mask and
+    flex_attention, not a reason to compile them again."""
+    from torch._dynamo.utils import counters
+
+    model = model_for("llama")
+    flex_and_boolean_logits(model, packed_batch())  # compiles, unless an earlier test did
+    counters.clear()
+    flex_and_boolean_logits(model, another_packed_batch())
+    assert counters["frames"]["total"] == 0, dict(counters["frames"])
+
+
+def test_flex_attention_trains_on_cuda_only():
+    """Why a CPU masks with a boolean tensor by default: torch 2.14's FlexAttention has no backward pass on a
+    CPU. If this fails, torch has gained one: reconsider the default in ``document_mask``."""
+    model, batch = model_for("llama"), packed_batch()
+    assert isinstance(document_mask(batch, EOT).mask, torch.Tensor)
+    with pytest.raises(NotImplementedError, match="does not support backward on CPU"):
+        model(batch, documents=document_mask(batch, EOT, flex=True))
 
 
 def test_kv_cache_generation_is_unchanged_by_the_helpers():
@@ -164,3 +198,20 @@ def test_the_chunked_loss_sees_the_same_documents_as_the_plain_one(z_loss):
     for got, want in zip(chunked, plain):
         torch.testing.assert_close(got, want)
     assert not torch.allclose(unmasked.cross_entropy, plain.cross_entropy)
+
+
+@pytest.mark.filterwarnings("error:Dynamo detected a call to a `functools.lru_cache`")
+def test_flex_attention_in_a_compiled_model():
+    """`model.compile: true` (the 1B recipe's CUDA path): flex_attention traced into the model's graph gives the
+    boolean mask's logits, and a batch with new document boundaries runs the same graph."""
+    from torch._dynamo.utils import counters
+
+    compiled, eager = model_for("llama"), model_for("llama")
+    compiled.compile()
+    for batch in (packed_batch(), another_packed_batch()):
+        counters.clear()
+        with torch.no_grad():
+            flex = compiled(batch, documents=document_mask(batch, EOT, flex=True))
+            boolean = eager(batch, documents=document_mask(batch, EOT, flex=False))
+        torch.testing.assert_close(flex, boolean, rtol=1e-5, atol=1e-5)
+    assert counters["frames"]["total"] == 0, dict(counters["frames"])  # the second batch: no recompile

@@ -94,15 +94,16 @@ def read_checkpoint(path: Path) -> dict:
 
         checkpoint = torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
         reader = dcp.FileSystemReader(str(path))
-        # The weights only: the AdamW states beside them are twice their size and no reader here needs them.
-        prefix = "state_dict."
-        tensors = {
-            key.removeprefix(prefix): torch.empty(meta.size, dtype=meta.properties.dtype)
-            for key, meta in reader.read_metadata().state_dict_metadata.items()
-            if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)
-        }
-        dcp.load({"state_dict": tensors}, storage_reader=reader, no_dist=True)
-        checkpoint["state_dict"] = tensors
+        # The weights and their EMA only: the AdamW states beside them are twice the weights' size and no
+        # reader here needs them. Keys are ENTRY.NAME, e.g. state_dict.model.wte.weight.
+        tensors: dict[str, dict[str, torch.Tensor]] = {"state_dict": {}, EMA_KEY: {}}
+        for key, meta in reader.read_metadata().state_dict_metadata.items():
+            entry, _, name = key.partition(".")
+            if entry in tensors and isinstance(meta, TensorStorageMetadata):
+                tensors[entry][name] = torch.empty(meta.size, dtype=meta.properties.dtype)
+        tensors = {entry: weights for entry, weights in tensors.items() if weights}  # no EMA: no entry
+        dcp.load(tensors, storage_reader=reader, no_dist=True)
+        checkpoint.update(tensors)
         return checkpoint
     except Exception as err:
         raise unreadable_checkpoint(path, err) from None

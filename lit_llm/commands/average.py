@@ -12,10 +12,11 @@ from lit_llm.checkpoint.load import resolve_checkpoint
 
 
 def average(checkpoints: list[str], output: str, ema: bool = False, overwrite: bool = False) -> Path:
-    """Average the model weights of checkpoints of one run (e.g. its last k periodic saves): often a lower
-    loss than the last checkpoint alone, at no training cost. The output holds the averaged weights, the
-    model config and tokenizer, and no optimizer state: it is for inference, export, or a new run's
-    ``--model.init_from``, not for resuming.
+    """Average the model weights of checkpoints of one run (e.g. its last k periodic saves).
+
+    Often a lower loss than the last checkpoint alone, at no training cost. The output holds the averaged
+    weights, the model config and tokenizer, and no optimizer state: it is for inference, export, or a new
+    run's ``--model.init_from``, not for resuming.
 
     Args:
         checkpoints: checkpoint files, sharded checkpoint folders or run folders (their newest checkpoint),

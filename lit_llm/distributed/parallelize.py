@@ -45,7 +45,13 @@ def parallelize(
             fully_shard(block, mesh=mesh, mp_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=policy)
         model.to_empty(device=device)
-        model.init_weights()
+        if mesh.device_type == "cpu":
+            # DTensor's random ops draw the same values for every CPU rank's shard (torch warns they lack CPU
+            # support): initialise the whole model on each rank from the common seed, as one process would,
+            # and keep each rank's shards of it. CPU meshes are for tests and laptops: the model is small.
+            load_full_state_dict(model, GPT(model.config).state_dict())
+        else:
+            model.init_weights()
     if compile:
         model.compile()
     return model

@@ -66,8 +66,8 @@ def document_mask(idx: torch.Tensor, eot_id: int, flex: bool | None = None) -> D
     """The block-causal layout of token ids ``idx`` (B, T) whose documents end with ``eot_id``.
 
     ``flex`` builds a FlexAttention ``BlockMask`` (default: on CUDA, where compiled FlexAttention runs the
-    sparse kernel; on a CPU, torch 2.14's FlexAttention has no backward pass, and an explicit boolean mask is
-    the fallback that works everywhere).
+    sparse kernel; on a CPU, torch 2.14's FlexAttention runs forward only, without gradients, so an explicit
+    boolean mask is the fallback that trains everywhere).
     """
     docs = document_ids(idx, eot_id)
     B, T = idx.shape
@@ -79,24 +79,42 @@ def document_mask(idx: torch.Tensor, eot_id: int, flex: bool | None = None) -> D
     if flex is None:
         flex = idx.is_cuda
     if flex:
-        from torch.nn.attention.flex_attention import create_block_mask
 
         def same_document_causal(b, h, q, k):
             return (q >= k) & (docs[b, q] == docs[b, k])
 
-        return DocumentMask(positions, create_block_mask(same_document_causal, B, None, T, T, device=idx.device))
+        block_mask = compiled_create_block_mask()(same_document_causal, B, None, T, T, device=idx.device)
+        return DocumentMask(positions, block_mask)
     causal = index[:, None] >= index[None, :]
     mask = causal & (docs[:, :, None] == docs[:, None, :])
     return DocumentMask(positions, mask[:, None])
 
 
+# Compiled once per process; each batch's new mask_mod (its document ids) is an input, not a recompile.
+# Static shapes: a new batch size compiles anew (torch 2.14's dynamic-shape CPU flex kernel fails to build).
+@cache
+def compiled_create_block_mask():
+    """create_block_mask compiled: eager, it holds the mask of every (query, key) pair of the batch at once."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return torch.compile(create_block_mask, dynamic=False)
+
+
 @cache
 def compiled_flex_attention():
-    """FlexAttention compiled once per process: uncompiled it materialises every score (and has no backward
-    pass on a CPU)."""
+    """flex_attention compiled: eager, it materialises every score."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention)
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def flex_attention_kernel():
+    """flex_attention itself inside a compiled model (it joins the model's graph), the compiled one outside."""
+    if torch.compiler.is_compiling():
+        from torch.nn.attention.flex_attention import flex_attention
+
+        return flex_attention
+    return compiled_flex_attention()
 
 
 class KVCache(nn.Module):
@@ -152,7 +170,10 @@ class CausalSelfAttention(nn.Module):
             if not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
                 if self.dropout and self.training:
                     raise ValueError("document masking with FlexAttention has no attention dropout; set dropout: 0")
-                y = compiled_flex_attention()(q, k, v, block_mask=mask, scale=scale, enable_gqa=c.n_kv_head != c.n_head)
+                # Contiguous: compiled into a model's graph, torch 2.14's CPU flex kernel misreads the transposed
+                # (B, T, H, hs) layout of queries and keys computed there (RoPE), giving wrong attention.
+                q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+                y = flex_attention_kernel()(q, k, v, block_mask=mask, scale=scale, enable_gqa=c.n_kv_head != c.n_head)
                 return self.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
         elif self.kv_cache is not None:
             k, v = self.kv_cache.update(start, k, v)

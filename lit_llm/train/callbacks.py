@@ -170,8 +170,9 @@ class WeightEMA(L.Callback):
             - class_path: lit_llm.train.callbacks.WeightEMA
               init_args: {decay: 0.999}
 
-    A decay d averages over about 1 / (1 - d) steps: 0.999 suits runs of several thousand steps. Not under
-    fsdp2 (the weights are sharded there; averaging saved checkpoints works for every strategy).
+    A decay d averages over about 1 / (1 - d) steps: 0.999 suits runs of several thousand steps. Under fsdp2
+    the EMA is sharded like the weights: each rank averages its own shards (no communication per step) and
+    the sharded checkpoint holds the EMA's shards beside the weights'.
     """
 
     def __init__(self, decay: float = 0.999) -> None:
@@ -181,14 +182,15 @@ class WeightEMA(L.Callback):
         self.weights: dict[str, torch.Tensor] | None = None  # by state_dict name (``model.wte.weight``)
         self.last_step = -1
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        check_ema_strategy(trainer)  # the CLI checks before the processes start, for a clean one-line error
-
     def parameters(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
-        return {f"model.{name}": p for name, p in pl_module.model.named_parameters()}
+        """By state_dict name: without the prefix activation checkpointing adds to parameter names."""
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX
+
+        return {f"model.{name.replace(_CHECKPOINT_PREFIX, '')}": p for name, p in pl_module.model.named_parameters()}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.last_step = trainer.global_step
+        reshard(pl_module.model)
         params = self.parameters(pl_module)
         if self.weights is None:  # a new run, or a resume of a run trained without EMA: start from here
             self.weights = {name: p.detach().float().clone() for name, p in params.items()}
@@ -200,27 +202,38 @@ class WeightEMA(L.Callback):
             return
         self.last_step = trainer.global_step
         params = self.parameters(pl_module)
-        with torch.no_grad():
-            current = [params[name].detach().float() for name in self.weights]
-            torch._foreach_lerp_(list(self.weights.values()), current, 1 - self.decay)
+        with torch.no_grad():  # on this rank's shards under fsdp2: a plain foreach, no DTensor dispatch
+            averages = [local_tensor(w) for w in self.weights.values()]
+            current = [local_tensor(params[name].detach()).float() for name in self.weights]
+            torch._foreach_lerp_(averages, current, 1 - self.decay)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if self.weights is not None:
-            checkpoint[EMA_KEY] = {name: w.detach().cpu() for name, w in self.weights.items()}
+        if self.weights is not None:  # shards stay where they are: the sharded save writes each rank's own
+            checkpoint[EMA_KEY] = {name: w if is_dtensor(w) else w.detach().cpu() for name, w in self.weights.items()}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self.weights = checkpoint.get(EMA_KEY)  # None: the run trained without EMA so far
 
 
-def check_ema_strategy(trainer: L.Trainer) -> None:
-    """WeightEMA keeps whole weights: refuse it under a sharding strategy."""
-    from lit_llm.train.strategy import is_sharded
+def reshard(model: torch.nn.Module) -> None:
+    """Register FSDP2's sharded parameters on every sharded module: a forward without backward (the sanity
+    validation) leaves the root module's gathered, whole-size ones in place. The next forward gathers again."""
+    from torch.distributed.fsdp import FSDPModule
 
-    if is_sharded(trainer.strategy) and any(isinstance(c, WeightEMA) for c in trainer.callbacks):
-        raise ValueError(
-            "WeightEMA does not work under trainer.strategy fsdp2 (sharded weights); use ddp, or average "
-            "the run's last checkpoints with `lit-llm average`"
-        )
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor's shard on this rank (a view: writing to it writes the DTensor), or the tensor itself."""
+    return tensor.to_local() if is_dtensor(tensor) else tensor
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

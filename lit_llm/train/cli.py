@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_llm.checkpoint.files import CHECKPOINT_KEY, checkpoint_header, newest_checkpoint
 from lit_llm.errors import one_line
-from lit_llm.train.callbacks import RunCheckpoint, check_ema_strategy
+from lit_llm.train.callbacks import RunCheckpoint
 from lit_llm.train.console import console_callbacks, quiet_lightning
 from lit_llm.train.records import (
     SECTIONS,
@@ -98,7 +98,6 @@ class LitLLMCLI(LightningCLI):
         mid-save), and a folder holding anything else is refused. A resume must continue the same run:
         same model, same tokenizer, and the same settings unless --resume_with_changes. A run that already
         reached trainer.max_steps says so and stops (NothingToDo)."""
-        check_ema_strategy(self.trainer)
         run_dir = Path(self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
             lock = RunFolderLock(run_dir)

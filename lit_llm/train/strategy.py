@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 
-from lit_llm.checkpoint.files import SHARDED_METADATA, replace_atomically
+from lit_llm.checkpoint.files import EMA_KEY, SHARDED_METADATA, is_sharded_checkpoint, replace_atomically
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -22,6 +22,9 @@ class FSDP2Strategy(ModelParallelStrategy):
     complete and be renamed into place. Until then the previous checkpoint of that name is the one on disk,
     and a kill mid-write leaves only ``NAME.tmp``, which a resume never reads. Costs host memory for one copy
     of the weights and optimizer state of this rank.
+
+    The EMA of the weights (``ema_state_dict``, train.callbacks.WeightEMA) is sharded like them: each rank
+    writes and reads its own shards beside the weights' in the distributed checkpoint.
     """
 
     def __init__(self, async_save: bool = False, **kwargs) -> None:
@@ -42,31 +45,63 @@ class FSDP2Strategy(ModelParallelStrategy):
         if self.global_rank == 0 and tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         self.barrier()
-        if self.async_save and self._save_distributed_checkpoint:
-            self.start_async_save(checkpoint, tmp, path)
-            return
-        super().save_checkpoint(checkpoint, tmp, storage_options)
+        if self._save_distributed_checkpoint:
+            self.write_sharded(checkpoint, tmp, path)
+            if self.async_save:
+                return
+        else:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
         self.barrier()
         if self.global_rank == 0:
             replace_atomically(tmp, path)
         self.barrier()
 
-    def start_async_save(self, checkpoint: dict, tmp: Path, path: Path) -> None:
+    def write_sharded(self, checkpoint: dict, tmp: Path, path: Path) -> None:
         """What ModelParallelStrategy.save_checkpoint writes (the tensors by torch.distributed.checkpoint, the
-        rest in meta.pt by rank 0), with the tensors written in the background."""
+        rest in meta.pt by rank 0), with the EMA's shards among the tensors; under ``async_save`` the tensors
+        are written in the background."""
         import torch
         import torch.distributed as dist
         import torch.distributed.checkpoint as dcp
 
-        if self.save_group is None:
-            self.save_group = dist.new_group(backend="gloo")
         tmp.mkdir(parents=True, exist_ok=True)
         tensors = {"state_dict": checkpoint.pop("state_dict")}
         tensors.update({f"optimizer_{i}": state for i, state in enumerate(checkpoint.pop("optimizer_states", []))})
+        if EMA_KEY in checkpoint:
+            tensors[EMA_KEY] = checkpoint.pop(EMA_KEY)
         if self.global_rank == 0:
             torch.save(checkpoint, tmp / SHARDED_METADATA)
+        if not self.async_save:
+            dcp.save(tensors, checkpoint_id=tmp)
+            return
+        if self.save_group is None:
+            self.save_group = dist.new_group(backend="gloo")
         future = dcp.async_save(tensors, checkpoint_id=tmp, process_group=self.save_group)
         self.pending = (future, tmp, path)
+
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
+        """Lightning's load (weights and optimizer state into their shards, the rest from meta.pt), plus the
+        EMA's shards, laid out like the weights' on this run's processes (however many saved them)."""
+        checkpoint = super().load_checkpoint(checkpoint_path, weights_only)
+        path = Path(self.broadcast(str(checkpoint_path)))
+        if is_sharded_checkpoint(path):
+            checkpoint.update(self.load_sharded_ema(path))
+        return checkpoint
+
+    def load_sharded_ema(self, path: Path) -> dict:
+        """``{EMA_KEY: shards}`` when the checkpoint folder holds an EMA (keyed as the state_dict), else {}."""
+        import torch
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        stored = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+        names = [key.removeprefix(f"{EMA_KEY}.") for key in stored if key.startswith(f"{EMA_KEY}.")]
+        if not names:
+            return {}
+        weights = get_model_state_dict(self.model)
+        ema = {name: torch.empty_like(weights[name], dtype=torch.float32) for name in names}
+        dcp.load({EMA_KEY: ema}, checkpoint_id=path)
+        return {EMA_KEY: ema}
 
     def finish_pending_save(self) -> None:
         """Wait for the save in flight, then rename it into place. Rank 0's write completes last: it writes
