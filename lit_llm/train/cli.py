@@ -27,6 +27,7 @@ from lit_llm.train.records import (
     write_hparams,
 )
 from lit_llm.train.run_folder import RunFolderLock, check_nothing_to_overwrite
+from lit_llm.train.strategy import check_sharded_resume, is_sharded
 
 
 class HelpFormatter(DefaultHelpFormatter):
@@ -110,6 +111,8 @@ class LitLLMCLI(LightningCLI):
         )
         self.model.resume_settings = settings  # stored in every checkpoint, compared when it is resumed
         if resume is not None:
+            if is_sharded(self.trainer.strategy):
+                check_sharded_resume(resume[0])
             self.check_same_run(*resume, settings, run_dir)
         elif self.trainer.is_global_zero and isinstance(self.trainer.logger, TensorBoardLogger):
             write_hparams(self.trainer.logger, config)

@@ -81,11 +81,13 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
         """Lightning's load (weights and optimizer state into their shards, the rest from meta.pt), plus the
-        EMA's shards, laid out like the weights' on this run's processes (however many saved them)."""
-        checkpoint = super().load_checkpoint(checkpoint_path, weights_only)
+        EMA's shards, laid out like the weights' on this run's processes (however many saved them). A
+        single file (one process's or DDP's checkpoint) is refused: Lightning would fail on its optimizer state
+        (whole tensors against shards) or on activation checkpointing's parameter names."""
         path = Path(self.broadcast(str(checkpoint_path)))
-        if is_sharded_checkpoint(path):
-            checkpoint.update(self.load_sharded_ema(path))
+        check_sharded_resume(path)
+        checkpoint = super().load_checkpoint(checkpoint_path, weights_only)
+        checkpoint.update(self.load_sharded_ema(path))
         return checkpoint
 
     def load_sharded_ema(self, path: Path) -> dict:
@@ -127,3 +129,14 @@ if "fsdp2" not in StrategyRegistry:
 
 def is_sharded(strategy) -> bool:
     return isinstance(strategy, ModelParallelStrategy)
+
+
+def check_sharded_resume(checkpoint: Path) -> None:
+    """fsdp2 resumes only the sharded checkpoint folders it writes (the CLI checks before the processes start,
+    for a clean one-line error; the strategy checks again for fits started from Python)."""
+    if not is_sharded_checkpoint(checkpoint):
+        raise ValueError(
+            f"{checkpoint} is a single-file checkpoint (written by one process or ddp), and fsdp2 resumes only the "
+            f"sharded checkpoint folders it writes: resume it with the strategy that wrote it, or start a new run "
+            f"from its weights with --model.init_from {checkpoint}"
+        )
