@@ -20,7 +20,7 @@ from lit_llm.model.config import ModelConfig
 from lit_llm.model.model import GPT, document_mask
 from lit_llm.model.objective import next_token_loss, next_token_loss_with_z
 from lit_llm.train.datamodule import TokenDataModule
-from lit_llm.train.module import NonFiniteGuard, SpikeDetector
+from lit_llm.train.spikes import NonFiniteGuard, SpikeDetector
 
 # experiments/tinystories.yaml's model with its data's vocabulary
 CONFIG = ModelConfig(
