@@ -28,6 +28,11 @@ class FSDP2Strategy(ModelParallelStrategy):
     """
 
     def __init__(self, async_save: bool = False, **kwargs) -> None:
+        if kwargs.get("save_distributed_checkpoint") is False:
+            raise ValueError(
+                "trainer.strategy.save_distributed_checkpoint false is not supported: lit-llm's fsdp2 writes sharded "
+                "checkpoint folders (resumable on any process count); make one file of one with `lit-llm consolidate`"
+            )
         super().__init__(data_parallel_size="auto", tensor_parallel_size=1, **kwargs)
         self.async_save = async_save
         self.pending: tuple | None = None  # (future, NAME.tmp, NAME) of the save in flight
@@ -45,12 +50,9 @@ class FSDP2Strategy(ModelParallelStrategy):
         if self.global_rank == 0 and tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         self.barrier()
-        if self._save_distributed_checkpoint:
-            self.write_sharded(checkpoint, tmp, path)
-            if self.async_save:
-                return
-        else:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
+        self.write_sharded(checkpoint, tmp, path)
+        if self.async_save:
+            return
         self.barrier()
         if self.global_rank == 0:
             replace_atomically(tmp, path)
