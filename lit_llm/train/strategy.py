@@ -83,13 +83,15 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
         """Lightning's load (weights and optimizer state into their shards, the rest from meta.pt), plus the
-        EMA's shards, laid out like the weights' on this run's processes (however many saved them). A
-        single file (one process's or DDP's checkpoint) is refused: Lightning would fail on its optimizer state
-        (whole tensors against shards) or on activation checkpointing's parameter names."""
+        EMA's shards, laid out like the weights' on this run's processes (however many saved them). Resuming a
+        fit from a single file (one process's or DDP's checkpoint) is refused: Lightning would fail on its
+        optimizer state (whole tensors against shards) or on activation checkpointing's parameter names."""
         path = Path(self.broadcast(str(checkpoint_path)))
-        check_sharded_resume(path)
+        if self.lightning_module.trainer.state.fn == "fit":  # validate reads a file's weights well
+            check_sharded_resume(path)
         checkpoint = super().load_checkpoint(checkpoint_path, weights_only)
-        checkpoint.update(self.load_sharded_ema(path))
+        if is_sharded_checkpoint(path):
+            checkpoint.update(self.load_sharded_ema(path))
         return checkpoint
 
     def load_sharded_ema(self, path: Path) -> dict:
